@@ -1,0 +1,70 @@
+# enva.pve: one entry point for every job. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Stages of `make test`, in order (each is also a target of its own).
+TEST_STAGES := lint sanity unit molecule
+
+.PHONY: help setup test lint sanity unit molecule demo bench build changelog freeze clean
+
+help:
+	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
+	@echo "make demo      the main job on the lab: reproduce the CT 2017 OOM, fix it, prove it"
+	@echo "make test      setup, then: $(TEST_STAGES); one summary"
+	@echo "make lint | sanity | unit | molecule   one stage of make test"
+	@echo "make bench     relay benchmarks -> docs/benchmarks.md"
+	@echo "make build     ansible-galaxy collection build -> build/"
+
+# Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
+ifneq ($(SETUP_DONE),1)
+lint sanity unit molecule demo bench build changelog: setup
+endif
+
+setup:
+	@tools/setup.sh
+
+test: setup
+	@tools/check.sh $(TEST_STAGES)
+
+lint:
+	ansible-lint
+
+sanity:
+	tools/sanity.sh
+
+unit:
+	tools/pytest.sh -m "not lab"
+
+molecule:
+	tools/molecule.sh
+
+demo:
+	@echo "make demo will: build the lab (tests/lab/labctl up), flood CT 2017 as found and show"
+	@echo "the kernel OOM-killing socat inside /lxc/2017 and the CT going down, run"
+	@echo "playbooks/haproxy_dns.yml against the lab, flood again, and print a before/after table."
+	@echo "demo: not available yet (needs the lab, the relay role and haproxy_dns.yml)" >&2
+	@exit 1
+
+bench:
+	@echo "bench: not available yet (needs the relay and tests/bench)" >&2
+	@exit 1
+
+build:
+	mkdir -p build
+	ansible-galaxy collection build --force --output-path build/
+
+changelog:
+	antsibull-changelog lint
+
+# Re-pin the transitive dependencies from the current .venv.
+freeze:
+	{ echo "# Transitive pins for requirements.txt, from 'pip freeze' of the .venv that make setup builds."; \
+	  echo "# Regenerate with: make freeze"; \
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -v -i -E "^($$(sed -e 's/#.*//' -e '/^$$/d' -e 's/==.*//' requirements.txt | paste -sd'|'))==" ; } > constraints.txt
+
+clean:
+	rm -rf build .pytest_cache .hypothesis tests/output

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every molecule scenario under molecule/, one after the other (they share the lab).
+# MOLECULE_SCENARIOS="a b" runs only those.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t all < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
+read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-${all[*]:-}}"
+if ((${#scenarios[@]} == 0)); then
+  echo "molecule: no scenarios under molecule/ yet"
+  exit 0
+fi
+failed=()
+for s in "${scenarios[@]}"; do
+  echo "=== molecule test -s $s"
+  .venv/bin/molecule test -s "$s" || failed+=("$s")
+done
+if ((${#failed[@]})); then
+  echo "molecule: failed scenarios: ${failed[*]}" >&2
+  exit 1
+fi
+echo "molecule: ${#scenarios[@]} scenario(s) passed: ${scenarios[*]}"

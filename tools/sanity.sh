@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# ansible-test sanity from a generated ansible_collections/enva/pve tree
+# (a copy of the checkout's tracked and unignored files), never by moving the repo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+root=$top/build/sanity
+dest=$root/ansible_collections/enva/pve
+rm -rf "$root"
+mkdir -p "$dest"
+git ls-files -z --cached --others --exclude-standard \
+  | rsync -a --from0 --ignore-missing-args --files-from=- ./ "$dest/"
+# ansible-test lists files with git when it finds a repository: give the copy its own.
+git -C "$dest" init -q
+git -C "$dest" add -A
+cd "$dest"
+exec "$top/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
