@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test: run every stage even when one fails, then one summary; non-zero on any failure.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 stages=("$@")
 declare -A result seconds
 failed=0

@@ -2,7 +2,7 @@
 # Every molecule scenario under molecule/, one after the other (they share the lab).
 # MOLECULE_SCENARIOS="a b" runs only those.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 mapfile -t all < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
 read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-${all[*]:-}}"
 if ((${#scenarios[@]} == 0)); then

@@ -2,7 +2,7 @@
 # pytest, with "no tests collected" (exit 5) turned into a failure that says so:
 # a selection that finds nothing is a broken selection, never a pass.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [[ $rc == 5 ]]; then

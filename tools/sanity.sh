@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 top=$PWD
 root=$top/build/sanity
 dest=$root/ansible_collections/enva/pve
+# ansible-test bootstraps pip in its venvs with a script from a host we cannot
+# reach; tools/get_pip_offline.py does the same job through PyPI.
+pip_version=$("$top/.venv/bin/python" -c '
+from ansible_test._internal.python_requirements import get_venv_packages
+class Py:
+    version = "3.11"
+print(get_venv_packages(Py())["pip"])')
+bootstrap=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+if ! cmp -s tools/get_pip_offline.py "$bootstrap"; then
+  mkdir -p "$(dirname "$bootstrap")"
+  cp tools/get_pip_offline.py "$bootstrap"
+fi
+
 rm -rf "$root"
 mkdir -p "$dest"
 git ls-files -z --cached --others --exclude-standard \
