@@ -1,0 +1,446 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, enva.pve developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: lxc_oom_evidence
+short_description: Gather and correlate the OOM evidence of Proxmox VE LXC containers on a node
+version_added: "0.1.0"
+description:
+  - Runs on a Proxmox VE node, as root, and reads what tells whether a CT was OOM-killed and why,
+    for one CT, a list, or every CT on the node.
+  - "Kernel OOM reports: from the journal (C(journalctl _TRANSPORT=kernel -o json), every boot it keeps),
+    else C(dmesg), else C(/var/log/kern.log), or a saved log given as a path. Kernel formats from 4.x to 6.x
+    are read; each report's time, C(oom_memcg) and C(task_memcg) (nested paths such as
+    C(/lxc/703/ns/system.slice/x.service) belong to CT 703), killed processes, C(oom_reaper) lines and the
+    task dump folded into counts per command."
+  - A report whose header was rate-limited by the kernel or lost when the dmesg ring buffer wrapped is kept
+    and marked C(partial); it is attributed to a CT through the pids of an earlier task dump.
+  - "CT lifecycle: C(pve-container@VMID) Started, Stopping, Stopped, Deactivated successfully, Main process
+    exited and Failed, from C(journalctl -u pve-container@* -o json) or a saved journal (file or directory,
+    JSON lines or C(journalctl) text). Each incident gets the stop that followed it and the next start."
+  - cgroup v2 (C(/sys/fs/cgroup/lxc/VMID/memory.*)) and v1 (C(/sys/fs/cgroup/memory/lxc/VMID/memory.*))
+    counters in one normalized shape, and a census of the CT's processes now, with fork storms flagged.
+  - All logs are read once for all CTs. The module only reads; it changes nothing.
+author:
+  - enva.pve developers
+options:
+  vmid:
+    description:
+      - One VMID or a list. Omitted means every CT on the node, from O(pve_config_dir), the cgroup tree,
+        and the kernel lines that name a CT.
+      - A VMID that none of these know fails the task.
+    type: list
+    elements: int
+  since:
+    description:
+      - Only evidence from this time on. A duration back from now (V(7d), V(12h), V(30m), V(2w), V(90s))
+        or a time (V(2024-11-24), V(2024-11-24 00:30), ISO 8601 with an offset, V(@EPOCH)).
+      - Omitted means everything the kernel log and the lifecycle journal hold.
+    type: str
+  kernel_log:
+    description:
+      - Where the kernel OOM reports come from.
+      - V(auto) is the journal when journald runs, else V(dmesg), else C(/var/log/kern.log.1) and
+        C(/var/log/kern.log).
+      - V(journal) runs C(journalctl _TRANSPORT=kernel -o json); V(dmesg) runs C(dmesg) (its ring buffer is
+        small and wraps: prefer the journal or a log file).
+      - Any other value is the path of a saved kernel log (gzip allowed) in any form C(journalctl) (json,
+        short, short-iso, short-iso-precise), C(dmesg) (raw, C(-T), C(--time-format iso)) or syslog writes.
+    type: str
+    default: auto
+  lifecycle_log:
+    description:
+      - Where the C(pve-container@VMID) start/stop events come from.
+      - V(auto) runs C(journalctl -u pve-container@* -o json) when journald runs; without journald there are
+        none (a warning says so).
+      - Any other value is a saved journal, as JSON lines or C(journalctl) text; a directory is read file by
+        file, and a file named after a VMID (C(2017.jsonl), C(pve-container@2017.log)) holds that CT's events.
+    type: str
+    default: auto
+  census:
+    description:
+      - Count the CT's processes now, per command, with their RSS, and flag fork storms.
+    type: bool
+    default: true
+  cgroup_root:
+    description:
+      - Where the cgroup file system is mounted. Tests point it at fixture trees.
+    type: path
+    default: /sys/fs/cgroup
+  pve_config_dir:
+    description:
+      - Directory of the node's CT configurations (C(VMID.conf)), for the CT list and configured memory.
+    type: path
+    default: /etc/pve/lxc
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode runs it as usual.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: It never changes anything; C(changed) is always false.
+notes:
+  - Needs root (or membership of C(systemd-journal)/C(adm) for the journal and C(kernel.dmesg_restrict=0) for dmesg).
+  - Times in the result are ISO 8601 in UTC. Text logs without a UTC offset are read in the node's time zone.
+  - C(dmesg) seconds since boot are turned into wall time with the boot time of this node; a saved raw dmesg
+    file has no boot time, so its events keep only C(uptime).
+seealso:
+  - module: enva.pve.lxc_memory
+"""
+
+EXAMPLES = r"""
+- name: Evidence for CT 2017 over the last week
+  enva.pve.lxc_oom_evidence:
+    vmid: 2017
+    since: 7d
+  register: evidence
+
+- name: Say what happened
+  ansible.builtin.debug:
+    msg: "{{ evidence.cts['2017'].verdict.likely_cause }} -> {{ evidence.cts['2017'].recommendation }}"
+
+- name: Every CT on the node, from a kernel log and a lifecycle journal attached to a ticket
+  enva.pve.lxc_oom_evidence:
+    kernel_log: /root/ticket-4711/kern.log
+    lifecycle_log: /root/ticket-4711/pve-container@2017.log
+    census: false
+"""
+
+RETURN = r"""
+cts:
+  description: One report per CT, keyed by VMID (a string).
+  returned: always
+  type: dict
+  contains:
+    vmid:
+      description: The CT.
+      type: int
+    config:
+      description: C(path), C(hostname), C(memory_mb), C(swap_mb), C(onboot) from its configuration; null without one.
+      type: dict
+    incidents:
+      description:
+        - OOM events of the CT at most 120 s apart, oldest first.
+        - Each has C(start), C(end), C(events), C(partial) (a header was lost or rate-limited),
+          C(oom_memcg), C(task_memcgs), C(constraint), C(memory_at_oom) and C(swap_at_oom)
+          (C(usage_kb), C(limit_kb), C(failcnt)), C(victims) (C(pid), C(name), C(anon_rss_kb),
+          C(file_rss_kb), C(shmem_rss_kb), C(total_vm_kb), C(uid), C(time), C(reaped); at most 100),
+          C(victims_total), C(victims_by_name), C(reaped), C(tasks_in_dump), C(top_processes)
+          (C(name), C(count), C(rss_kb) from the largest task dump, most processes first),
+          C(stop) (the first stop-kind lifecycle event after it, with C(seconds_after_oom)),
+          C(stop_events), C(next_start) and C(network_down) (the veth port's disabled line).
+      type: list
+      elements: dict
+    oom_events:
+      description: Kernel OOM reports attributed to the CT in the window.
+      type: int
+    partial_events:
+      description: Of those, how many lacked their header.
+      type: int
+    lifecycle:
+      description: C(pve-container@VMID) events in the window (C(event), C(time), C(detail), C(message)).
+      type: list
+      elements: dict
+    network:
+      description: Bridge port state lines of the CT's veth devices in the window.
+      type: list
+      elements: dict
+    counters:
+      description:
+        - The memory cgroup now, null when the CT has none (not running). v1 and v2 in one shape, C(raw)
+          keeps every file read.
+        - C(cgroup_version), C(path), C(limit_bytes), C(high_bytes), C(usage_bytes), C(peak_bytes),
+          C(swap_limit_bytes), C(swap_usage_bytes), C(swap_peak_bytes), C(limit_hits) (v2 C(max) events,
+          v1 C(failcnt)), C(high_events), C(oom_events), C(oom_kills), C(swap_fail_events), C(pressure) (PSI),
+          C(under_oom) (v1), C(raw). Null values mean unlimited or not available.
+      type: dict
+    census:
+      description:
+        - The CT's processes now (null when not running or O(census=false)). C(processes), C(rss_kb),
+          C(by_command) (C(name), C(count), C(rss_kb), C(children_of_same)), C(fork_storm), C(fork_storms)
+          (C(name), C(count), C(reason)). A fork storm is 100 or more processes of one command that are at
+          least half of the CT's.
+      type: dict
+    verdict:
+      description:
+        - C(oom_killed) (an incident in the window, or OOM kills counted by the cgroup), C(incidents),
+          C(oom_kills_in_log), C(oom_kills_counted), C(likely_cause) (for example
+          C(socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,375))), C(fork_storm),
+          C(headroom_pct) (room above the peak, in percent of the limit).
+      type: dict
+    recommended_memory_mb:
+      description: The memory the CT should get, in MiB; null when no limit is known.
+      type: int
+    recommendation:
+      description: The reasoning behind RV(cts.recommended_memory_mb), in words.
+      type: str
+  sample:
+    "2017":
+      vmid: 2017
+      verdict:
+        oom_killed: true
+        likely_cause: "socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,375)"
+        headroom_pct: 0.0
+      recommended_memory_mb: 2048
+unattributed_events:
+  description: OOM reports that name no CT (host services, or kills whose CT cannot be told).
+  returned: always
+  type: list
+  elements: dict
+sources:
+  description: What was read. C(kernel_log) and C(lifecycle_log) each with C(kind), C(path) or C(command), C(lines).
+  returned: always
+  type: dict
+window:
+  description: C(since) (ISO 8601 or null) and C(now).
+  returned: always
+  type: dict
+summary:
+  description: C(cts) (how many), C(oom_killed) and C(fork_storm) (lists of VMIDs).
+  returned: always
+  type: dict
+"""
+
+import gzip
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import ct_cgroup, discover_vmids, read_counters
+from ansible_collections.enva.pve.plugins.module_utils.ct_census import take_census
+from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle, vmid_from_filename
+from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_since
+from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
+from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report
+from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import read_ct_configs
+
+JOURNALD_SOCKET = "/run/systemd/journal/socket"
+KERN_LOG_FILES = ("/var/log/kern.log.1", "/var/log/kern.log")
+
+
+class EvidenceError(Exception):
+    """A problem the person running the task must fix; the message says how."""
+
+
+def journald_running():
+    return os.path.exists(JOURNALD_SOCKET)
+
+
+def boot_epoch(proc_stat="/proc/stat"):
+    """This node's boot time (``btime`` of /proc/stat), for dmesg's seconds since boot."""
+    try:
+        with open(proc_stat) as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (IOError, OSError):
+        pass
+    return None
+
+
+def open_log(path):
+    """Lines of a log file (gzip or plain), decoded leniently."""
+    try:
+        if path.endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        return open(path, "r", encoding="utf-8", errors="replace")
+    except (IOError, OSError) as error:
+        raise EvidenceError("cannot read %s: %s; check the path and that the task runs as root (become: true)"
+                            % (path, error.strerror or error))
+
+
+def _since_argument(since_epoch):
+    return ["--since", "@%d" % int(since_epoch)] if since_epoch is not None else []
+
+
+def _journalctl(run, args, what):
+    rc, out, err = run(["journalctl", "--no-pager", "-o", "json"] + args)
+    if rc != 0:
+        raise EvidenceError(
+            "journalctl failed reading %s (rc=%s): %s. Run the task as root (become: true) or as a member of "
+            "systemd-journal, or give a saved log path." % (what, rc, (err or out).strip()))
+    if "insufficient permissions" in (err or ""):
+        raise EvidenceError(
+            "journalctl cannot read %s: %s. Run the task as root (become: true) or as a member of "
+            "systemd-journal." % (what, err.strip()))
+    return out.splitlines()
+
+
+def kernel_lines(kernel_log, run, since_epoch, now):
+    """``(lines, source, boot time, reference time)`` for the kernel log option."""
+    if kernel_log == "auto":
+        if journald_running():
+            kernel_log = "journal"
+        else:
+            rc, out, err = run(["dmesg"])
+            if rc == 0:
+                return out.splitlines(), {"kind": "dmesg", "command": "dmesg"}, boot_epoch(), now
+            files = [path for path in KERN_LOG_FILES if os.path.exists(path)]
+            if not files:
+                raise EvidenceError(
+                    "no kernel log to read: journald does not run, dmesg is not permitted (%s), and none of %s "
+                    "exists. Run the task as root (become: true) or set kernel_log to a saved kernel log."
+                    % ((err or out).strip() or "rc=%s" % rc, ", ".join(KERN_LOG_FILES)))
+            return _chain_files(files), {"kind": "files", "path": files}, None, now
+    if kernel_log == "journal":
+        if not journald_running():
+            raise EvidenceError("kernel_log=journal, but journald does not run on this host (no %s); use "
+                                "kernel_log=dmesg or a log file path" % JOURNALD_SOCKET)
+        lines = _journalctl(run, ["_TRANSPORT=kernel"] + _since_argument(since_epoch), "the kernel log")
+        return lines, {"kind": "journal", "command": "journalctl _TRANSPORT=kernel -o json"}, None, now
+    if kernel_log == "dmesg":
+        rc, out, err = run(["dmesg"])
+        if rc != 0:
+            raise EvidenceError(
+                "cannot read the kernel ring buffer (dmesg: %s). Run the task as root (become: true), or set "
+                "kernel_log to a saved kernel log such as /var/log/kern.log" % ((err or out).strip() or rc))
+        return out.splitlines(), {"kind": "dmesg", "command": "dmesg"}, boot_epoch(), now
+    if not os.path.exists(kernel_log):
+        raise EvidenceError("kernel_log %s does not exist; give auto, journal, dmesg, or the path of a saved "
+                            "kernel log" % kernel_log)
+    if os.path.isdir(kernel_log):
+        raise EvidenceError("kernel_log %s is a directory; give the path of one saved kernel log file" % kernel_log)
+    return open_log(kernel_log), {"kind": "file", "path": kernel_log}, None, os.path.getmtime(kernel_log)
+
+
+def _chain_files(paths):
+    for path in paths:
+        with open_log(path) as handle:
+            for line in handle:
+                yield line
+
+
+def lifecycle_events(lifecycle_log, run, since_epoch, now, warnings):
+    """``(events, source)`` for the lifecycle option."""
+    if lifecycle_log == "auto":
+        if not journald_running():
+            warnings.append("lifecycle: journald does not run on this host, so pve-container@VMID start/stop "
+                            "events are not known; set lifecycle_log to a saved journal (file or directory)")
+            return [], {"kind": None}
+        lines = _journalctl(run, ["-u", "pve-container@*"] + _since_argument(since_epoch),
+                            "the pve-container@* journal")
+        return parse_lifecycle(lines, now), {"kind": "journal", "command": "journalctl -u pve-container@* -o json",
+                                             "lines": len(lines)}
+    if not os.path.exists(lifecycle_log):
+        raise EvidenceError("lifecycle_log %s does not exist; give auto, a saved journal file, or a directory of "
+                            "them" % lifecycle_log)
+    if os.path.isdir(lifecycle_log):
+        files = sorted(os.path.join(lifecycle_log, name) for name in os.listdir(lifecycle_log)
+                       if os.path.isfile(os.path.join(lifecycle_log, name)))
+    else:
+        files = [lifecycle_log]
+    events = []
+    for path in files:
+        with open_log(path) as handle:
+            events.extend(parse_lifecycle(handle, os.path.getmtime(path),
+                                          vmid=vmid_from_filename(os.path.basename(path))))
+    return events, {"kind": "directory" if os.path.isdir(lifecycle_log) else "file", "path": lifecycle_log,
+                    "files": len(files)}
+
+
+def select_vmids(requested, configs, running, logged, config_dir, cgroup_root):
+    """The CTs to report: the requested ones (each must be known), or all known."""
+    known = set(configs) | set(running) | set(logged)
+    if not requested:
+        return sorted(known)
+    unknown = sorted(set(requested) - known)
+    if unknown:
+        raise EvidenceError(
+            "CT %s is not on this node: no VMID.conf in %s, no memory cgroup under %s/lxc, and no kernel line "
+            "names it in the window. CTs known here: %s" % (
+                ", ".join(str(vmid) for vmid in unknown), config_dir, cgroup_root,
+                ", ".join(str(vmid) for vmid in sorted(known)) or "none"))
+    return sorted(set(requested))
+
+
+def gather(params, run, now=None, page_size=4096):
+    """The module's result (without ``changed``) for ``params``; ``run(argv) -> (rc, out, err)``."""
+    now = time.time() if now is None else now
+    warnings = []
+    try:
+        since_epoch = parse_since(params.get("since"), now)
+    except ValueError as error:
+        raise EvidenceError(str(error))
+
+    lines, kernel_source, boot, reference = kernel_lines(params["kernel_log"], run, since_epoch, now)
+    try:
+        kernel = parse_kernel_log(lines, reference, boot_epoch=boot, page_size=page_size)
+    finally:
+        if hasattr(lines, "close"):
+            lines.close()
+    kernel_source["lines"] = kernel["lines"]
+    lifecycle, lifecycle_source = lifecycle_events(params["lifecycle_log"], run, since_epoch, now, warnings)
+
+    configs = read_ct_configs(params["pve_config_dir"])
+    running = discover_vmids(params["cgroup_root"])
+    logged = {event["vmid"] for event in kernel["events"] if event["vmid"] is not None
+              and (since_epoch is None or event["epoch"] is None or event["epoch"] >= since_epoch)}
+    vmids = select_vmids(params.get("vmid"), configs, running, logged, params["pve_config_dir"],
+                         params["cgroup_root"])
+
+    counters = {}
+    census = {}
+    for vmid in vmids:
+        counters[vmid] = read_counters(params["cgroup_root"], vmid)
+        if params["census"] and counters[vmid] is not None:
+            _version, path = ct_cgroup(params["cgroup_root"], vmid)
+            census[vmid] = take_census(path, page_size=page_size)
+    reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch)
+    if kernel_source["kind"] == "dmesg" and any(report["partial_events"] for report in reports.values()):
+        warnings.append("dmesg lost the start of some OOM reports (its ring buffer wrapped or the kernel "
+                        "rate-limited them); kernel_log=journal or /var/log/kern.log keeps them whole")
+    return {
+        "cts": {str(vmid): report for vmid, report in reports.items()},
+        "unattributed_events": unattributed,
+        "sources": {"kernel_log": kernel_source, "lifecycle_log": lifecycle_source},
+        "window": {"since": iso_utc(since_epoch), "now": iso_utc(now)},
+        "summary": {
+            "cts": len(reports),
+            "oom_killed": [vmid for vmid, report in reports.items() if report["verdict"]["oom_killed"]],
+            "fork_storm": [vmid for vmid, report in reports.items() if report["verdict"]["fork_storm"]],
+        },
+        "warnings": warnings,
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            vmid=dict(type="list", elements="int"),
+            since=dict(type="str"),
+            kernel_log=dict(type="str", default="auto"),
+            lifecycle_log=dict(type="str", default="auto"),
+            census=dict(type="bool", default=True),
+            cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+            pve_config_dir=dict(type="path", default="/etc/pve/lxc"),
+        ),
+        supports_check_mode=True,
+    )
+
+    def run(argv):
+        executable = module.get_bin_path(argv[0])
+        if executable is None:
+            return 127, "", "%s: command not found" % argv[0]
+        return module.run_command([executable] + argv[1:])
+
+    try:
+        result = gather(module.params, run, page_size=os.sysconf("SC_PAGE_SIZE"))
+    except EvidenceError as error:
+        module.fail_json(msg=str(error), changed=False)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
