@@ -84,7 +84,7 @@ def parse_lifecycle(lines, reference_epoch, vmid=None, tz=None):
 
 def vmid_from_filename(name):
     """The VMID a per-CT log file is named after (``2017.log``, ``pve-container@2017.jsonl``)."""
-    match = re.search(r"(?:^|[@_.-])(\d{3,9})(?:\.service)?(?:\.[A-Za-z0-9]+)*$", name)
+    match = re.search(r"(?:^|[@_-])(\d{3,9})$", name.split(".")[0])
     return int(match.group(1)) if match else None
 
 
@@ -103,6 +103,8 @@ def following(events, epoch, until=None):
         if when is None or when < epoch - 1.0:
             continue
         if event["event"] == "started":
+            if when < epoch:
+                continue
             # A start before any stop means the stop was not logged: none to report.
             start = event if stop is not None else None
             break

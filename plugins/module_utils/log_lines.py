@@ -225,9 +225,14 @@ def parse_since(value, now, tz=None):
     if match:
         parts = [int(match.group(i) or 0) for i in range(1, 7)]
         fraction = _fraction(match.group(7))
-        if match.group(8):
-            return calendar.timegm(tuple(parts)) - _offset_seconds(match.group(8)) + fraction
-        return _local_epoch(*(parts + [tz])) + fraction
+        try:
+            local = _local_epoch(*(parts + [tz]))  # also checks that the date exists
+        except ValueError:
+            local = None
+        if local is not None:
+            if match.group(8):
+                return calendar.timegm(tuple(parts)) - _offset_seconds(match.group(8)) + fraction
+            return local + fraction
     raise ValueError(
         "since=%r is neither a duration (7d, 12h, 30m, 2w, 90s) nor a time "
         "(2024-11-24, 2024-11-24 00:30, 2024-11-24T00:30:00+01:00, @1732404938)" % (value,))

@@ -324,7 +324,8 @@ class KernelLogParser(object):
             return
         match = _GROUP.match(message)
         if match:
-            event = self._event_for_dump_line(epoch, monotonic)
+            # Printed right after the first kill: the rest of the group is killed in the same report.
+            event = self._current or self._open(epoch, monotonic, header=False)
             event.group_memcg = match.group(1)
             return
         match = _CPUSET.match(message)

@@ -82,9 +82,9 @@ def short_iso_precise(epoch, message, host="pve1", tz=datetime.timezone.utc):
 def journal_json(epoch, message, boot_epoch, host="pve1"):
     """``journalctl -k -o json`` framing of a kernel message."""
     return json.dumps({
-        "__REALTIME_TIMESTAMP": str(int(epoch * 1e6)),
-        "__MONOTONIC_TIMESTAMP": str(int((epoch - boot_epoch) * 1e6)),
-        "_SOURCE_MONOTONIC_TIMESTAMP": str(int((epoch - boot_epoch) * 1e6)),
+        "__REALTIME_TIMESTAMP": str(round(epoch * 1e6)),
+        "__MONOTONIC_TIMESTAMP": str(round((epoch - boot_epoch) * 1e6)),
+        "_SOURCE_MONOTONIC_TIMESTAMP": str(round((epoch - boot_epoch) * 1e6)),
         "_TRANSPORT": "kernel", "SYSLOG_IDENTIFIER": "kernel", "PRIORITY": "6", "SYSLOG_FACILITY": "0",
         "_HOSTNAME": host, "MESSAGE": message,
     }, sort_keys=True)
