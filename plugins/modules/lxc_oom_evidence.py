@@ -50,7 +50,7 @@ options:
       - V(auto) is the journal when journald runs, else V(dmesg), else C(/var/log/kern.log.1) and
         C(/var/log/kern.log).
       - V(journal) runs C(journalctl _TRANSPORT=kernel -o json); V(dmesg) runs C(dmesg) (its ring buffer is
-        small and wraps: prefer the journal or a log file).
+        small and wraps, so prefer the journal or a log file).
       - Any other value is the path of a saved kernel log (gzip allowed) in any form C(journalctl) (json,
         short, short-iso, short-iso-precise), C(dmesg) (raw, C(-T), C(--time-format iso)) or syslog writes.
     type: str
@@ -172,10 +172,10 @@ cts:
       type: dict
     verdict:
       description:
-        - C(oom_killed) (an incident in the window, or OOM kills counted by the cgroup), C(incidents),
+        - "C(oom_killed) (an incident in the window, or OOM kills counted by the cgroup), C(incidents),
           C(oom_kills_in_log), C(oom_kills_counted), C(likely_cause) (for example
-          C(socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,375))), C(fork_storm),
-          C(headroom_pct) (room above the peak, in percent of the limit).
+          C(socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,372))), C(fork_storm),
+          C(headroom_pct) (room above the peak, in percent of the limit)."
       type: dict
     recommended_memory_mb:
       description: The memory the CT should get, in MiB; null when no limit is known.
@@ -188,7 +188,7 @@ cts:
       vmid: 2017
       verdict:
         oom_killed: true
-        likely_cause: "socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,375)"
+        likely_cause: "socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,372)"
         headroom_pct: 0.0
       recommended_memory_mb: 2048
 unattributed_events:
@@ -375,6 +375,9 @@ def gather(params, run, now=None, page_size=4096):
     lines, kernel_source, boot, reference = kernel_lines(params["kernel_log"], run, since_epoch, now)
     try:
         kernel = parse_kernel_log(lines, reference, boot_epoch=boot, page_size=page_size)
+    except (IOError, OSError, EOFError) as error:
+        raise EvidenceError("cannot read %s: %s; give a readable kernel log (plain text or gzip)" % (
+            kernel_source.get("path") or kernel_source.get("command"), error))
     finally:
         if hasattr(lines, "close"):
             lines.close()
