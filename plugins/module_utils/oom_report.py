@@ -231,9 +231,10 @@ def recommend(vmid, the_verdict, counters, config, incidents):
     headroom = the_verdict["headroom_pct"]
     if headroom is not None and headroom < HEADROOM_LOW_PCT and peak_mb is not None:
         target = max(limit_mb, _round_up(peak_mb * (1 + HEADROOM_TARGET)))
-        return target, ("CT %d was not OOM-killed, but %s, leaving %s%% headroom (< %d%%): raise to %s MiB for "
-                        "%d%% room above the peak." % (vmid, peak_text, headroom, HEADROOM_LOW_PCT,
-                                                      _thousands(target), HEADROOM_TARGET * 100))
+        text = "CT %d was not OOM-killed, but %s, leaving %s%% headroom (< %d%%): raise to %s MiB for %d%% " \
+            "room above the peak." % (vmid, peak_text, headroom, HEADROOM_LOW_PCT, _thousands(target),
+                                      HEADROOM_TARGET * 100)
+        return target, text
     text = "CT %d: keep %s MiB: no OOM kill in the window and %s" % (vmid, _thousands(limit_mb), peak_text)
     if headroom is not None:
         text += ", %s%% headroom" % headroom

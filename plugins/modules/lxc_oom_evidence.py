@@ -29,7 +29,7 @@ description:
     counters in one normalized shape, and a census of the CT's processes now, with fork storms flagged.
   - All logs are read once for all CTs. The module only reads; it changes nothing.
 author:
-  - enva.pve developers
+  - enva.pve developers (@enva)
 options:
   vmid:
     description:
@@ -85,6 +85,7 @@ attributes:
     description: The module only reads; check mode runs it as usual.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
   idempotent:
     support: full
     description: It never changes anything; C(changed) is always false.
@@ -316,8 +317,7 @@ def kernel_lines(kernel_log, run, since_epoch, now):
 def _chain_files(paths):
     for path in paths:
         with open_log(path) as handle:
-            for line in handle:
-                yield line
+            yield from handle
 
 
 def lifecycle_events(lifecycle_log, run, since_epoch, now, warnings):

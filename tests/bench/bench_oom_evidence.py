@@ -145,7 +145,7 @@ def measure():
                   "census": True, "cgroup_root": str(cgroup), "pve_config_dir": str(config_dir)}
         timings = []
         result = None
-        for _ in range(RUNS):
+        for _run in range(RUNS):
             started = time.perf_counter()
             result = lxc_oom_evidence.gather(params, run=None, now=START + 86400)
             timings.append(time.perf_counter() - started)

@@ -57,7 +57,7 @@ def test_incident_2017_is_one_incident_with_every_victim(incident_2017):
 
 
 def test_incident_2017_stop_and_start_that_followed(incident_2017):
-    report, _ = incident_2017
+    report = incident_2017[0]
     (incident,) = report["incidents"]
     # the seed: OOM at 00:35:38, Deactivated at 00:36:07 (+01:00)
     assert incident["stop"]["event"] == "deactivated"
@@ -70,7 +70,7 @@ def test_incident_2017_stop_and_start_that_followed(incident_2017):
 
 
 def test_incident_2017_verdict_and_recommendation(incident_2017):
-    report, _ = incident_2017
+    report = incident_2017[0]
     the_verdict = report["verdict"]
     assert the_verdict["oom_killed"] and the_verdict["fork_storm"]
     assert the_verdict["likely_cause"] == "socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,372)"
@@ -98,8 +98,8 @@ def test_interleaved_cts_each_get_their_own_incident_and_stop():
 
 
 def test_since_drops_older_evidence():
-    reports, _ = build_report(kernel("incident-2017-v2.journal.jsonl"), lifecycle("pve-container@2017.jsonl"),
-                              [2017], since_epoch=datetime.datetime(2024, 11, 24, tzinfo=UTC).timestamp())
+    reports = build_report(kernel("incident-2017-v2.journal.jsonl"), lifecycle("pve-container@2017.jsonl"),
+                           [2017], since_epoch=datetime.datetime(2024, 11, 24, tzinfo=UTC).timestamp())[0]
     assert reports[2017]["incidents"] == [] and reports[2017]["lifecycle"] == []
     assert not reports[2017]["verdict"]["oom_killed"]
 

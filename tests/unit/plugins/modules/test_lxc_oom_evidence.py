@@ -125,6 +125,14 @@ def test_corrupt_gzip_log_is_reported_not_a_traceback(tmp_path):
     assert result["msg"].startswith("cannot read %s" % broken)
 
 
+def test_bytes_that_are_not_utf8_do_not_stop_the_parse(tmp_path):
+    saved = tmp_path / "kern.log"
+    saved.write_bytes(b"Aug  2 03:10:02 pve2 kernel: \xff\xfe\xfd torn\n" + (KERNEL / "wrapped-2017-v1-dmesg.log").read_bytes())
+    kind, result = run_main(kernel_log=str(saved), vmid=2017)
+    assert kind is ExitJson and result["sources"]["kernel_log"]["lines"] == 15
+    assert result["cts"]["2017"]["oom_events"] == 3
+
+
 def test_gzip_log_is_read(tmp_path):
     packed = tmp_path / "kern.log.2.gz"
     with gzip.open(packed, "wb") as handle:
