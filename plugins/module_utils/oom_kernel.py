@@ -412,9 +412,10 @@ class KernelLogParser(object):
                 return vmid, how
         return None, None
 
-    def _attribute(self, event):
+    def _attribute(self, index, event):
         """The CT an event belongs to: by its memory cgroup, else by a pid an
-        earlier task dump listed (kills whose header was rate-limited or lost)."""
+        earlier task dump listed, else by its command (kills whose header was
+        rate-limited or lost)."""
         vmid, how = self._memcg_attribution(event)
         if vmid is not None or event.oom_memcg or event.task_memcg:
             return vmid, how
@@ -427,13 +428,32 @@ class KernelLogParser(object):
                 vmid, _how = self._memcg_attribution(owner)
                 if vmid is not None:
                     return vmid, "pid in an earlier task dump"
+        return self._by_command(index, event)
+
+    def _by_command(self, index, event):
+        """Children forked after the last dump have pids no dump listed: a kill of such a
+        command is the CT's whose recent task dumps (within PID_OWNER_TTL) alone hold that command."""
+        names = {victim["name"] for victim in event.victims} | {entry["name"] for entry in event.reaped}
+        if not names or event.epoch is None:
+            return None, None
+        candidates = set()
+        for earlier in reversed(self.events[:index]):
+            if earlier.epoch is not None and event.epoch - earlier.epoch > PID_OWNER_TTL:
+                break
+            if earlier.tasks and names & set(earlier.tasks):
+                vmid, _how = self._memcg_attribution(earlier)
+                if vmid is None:
+                    return None, None          # the command also ran outside CTs: cannot tell
+                candidates.add(vmid)
+        if len(candidates) == 1:
+            return candidates.pop(), "command in a recent task dump"
         return None, None
 
     def result(self):
         """Every event (as dicts, in log order), the veth port lines, and counts."""
         events = []
-        for event in self.events:
-            event.vmid, event.attributed_by = self._attribute(event)
+        for index, event in enumerate(self.events):
+            event.vmid, event.attributed_by = self._attribute(index, event)
             events.append(event.as_dict(self.page_kb))
         return {
             "events": events,

@@ -229,3 +229,26 @@ def test_pid_attribution_expires():
     ]
     events = parse_kernel_log(lines, REF, boot_epoch=0.0)["events"]
     assert [event["vmid"] for event in events] == [7, 7, None]
+
+
+def _summary(vmid, pid, name):
+    return ("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,oom_memcg=/lxc/%d,"
+            "task_memcg=/lxc/%d/ns,task=%s,pid=%d,uid=0" % (vmid, vmid, name, pid))
+
+
+@pytest.mark.parametrize("dumps, kill_at, vmid, how", [
+    # a socat child forked after the dump: its pid is new, its command is in 2017's dump only
+    ([(2017, "socat")], 30.0, 2017, "command in a recent task dump"),
+    ([(2017, "socat"), (101, "node")], 30.0, 2017, "command in a recent task dump"),
+    ([(2017, "socat"), (101, "socat")], 30.0, None, None),        # two CTs ran socat: cannot tell
+    ([(2017, "socat")], 5000.0, None, None),                       # too long after the dump
+])
+def test_new_pid_of_a_dumped_command(dumps, kill_at, vmid, how):
+    lines = []
+    for n, (ct, name) in enumerate(dumps):
+        lines += ["[ %d.0] [  %5d]     0 %5d     2054      190        0             0 %s" % (10 + n, ct, ct, name),
+                  "[ %d.0] %s" % (10 + n, _summary(ct, ct, name)),
+                  "[ %d.1] Memory cgroup out of memory: Killed process %d (%s)" % (10 + n, ct, name)]
+    lines.append("[%.1f] Memory cgroup out of memory: Killed process 77777 (socat)" % kill_at)
+    event = parse_kernel_log(lines, REF, boot_epoch=0.0)["events"][-1]
+    assert (event["vmid"], event["attributed_by"]) == (vmid, how)
