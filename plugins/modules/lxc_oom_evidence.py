@@ -266,6 +266,9 @@ def _since_argument(since_epoch):
 
 def _journalctl(run, args, what):
     rc, out, err = run(["journalctl", "--no-pager", "-o", "json"] + args)
+    if rc == 127:
+        raise EvidenceError("journalctl is not installed on this host, so %s cannot be read from the journal; "
+                            "use kernel_log=dmesg or give a saved log path" % what)
     if rc != 0:
         raise EvidenceError(
             "journalctl failed reading %s (rc=%s): %s. Run the task as root (become: true) or as a member of "

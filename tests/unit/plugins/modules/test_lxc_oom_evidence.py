@@ -193,6 +193,18 @@ def test_journal_source_runs_journalctl_for_the_kernel_and_the_units(tmp_path, m
     assert incident["stop"]["event"] == "deactivated" and incident["top_processes"][0]["count"] == 1361
 
 
+@pytest.mark.parametrize("answer, message", [
+    ((127, "", "journalctl: command not found"), "journalctl is not installed on this host"),
+    ((1, "", "Failed to open journal: Permission denied"), "rc=1\\): Failed to open journal: Permission denied"),
+])
+def test_journalctl_failures(tmp_path, monkeypatch, answer, message):
+    socket = tmp_path / "socket"
+    socket.write_text("")
+    monkeypatch.setattr(lxc_oom_evidence, "JOURNALD_SOCKET", str(socket))
+    with pytest.raises(lxc_oom_evidence.EvidenceError, match=message):
+        lxc_oom_evidence.gather(PARAMS, lambda argv: answer)
+
+
 def test_journal_permission_problem(tmp_path, monkeypatch):
     socket = tmp_path / "socket"
     socket.write_text("")
