@@ -126,7 +126,7 @@ class _Event(object):
     @property
     def finished(self):
         """A kill was printed: further dump lines belong to another report."""
-        return bool(self.victims) and self.group_memcg is None or self.no_killable
+        return (bool(self.victims) and self.group_memcg is None) or self.no_killable
 
     def as_dict(self, page_kb):
         missing = []
@@ -270,9 +270,10 @@ class KernelLogParser(object):
         self.kernel_lines += 1
         epoch = record.epoch
         if epoch is not None:
-            if self.first_epoch is None:
+            if self.first_epoch is None or epoch < self.first_epoch:
                 self.first_epoch = epoch
-            self.last_epoch = epoch
+            if self.last_epoch is None or epoch > self.last_epoch:
+                self.last_epoch = epoch
         self.feed_message(record.message, epoch, record.monotonic)
 
     def feed_message(self, message, epoch, monotonic):

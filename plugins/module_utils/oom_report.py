@@ -100,6 +100,7 @@ def build_incident(events, lifecycle, network, until=None):
         "oom_memcg": memcgs[0] if memcgs else None,
         "task_memcgs": sorted({event["task_memcg"] for event in events if event["task_memcg"]}),
         "constraint": next((event["constraint"] for event in events if event["constraint"]), None),
+        "invoked_by": sorted({event["invoker"] for event in events if event["invoker"]}),
         "memory_at_oom": memory,
         "swap_at_oom": swap,
         "victims_total": len(victims),

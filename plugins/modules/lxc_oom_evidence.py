@@ -132,7 +132,8 @@ cts:
       description:
         - OOM events of the CT at most 120 s apart, oldest first.
         - Each has C(start), C(end), C(events), C(partial) (a header was lost or rate-limited),
-          C(oom_memcg), C(task_memcgs), C(constraint), C(memory_at_oom) and C(swap_at_oom)
+          C(oom_memcg), C(task_memcgs), C(constraint), C(invoked_by) (commands whose allocation hit the
+          limit), C(memory_at_oom) and C(swap_at_oom)
           (C(usage_kb), C(limit_kb), C(failcnt)), C(victims) (C(pid), C(name), C(anon_rss_kb),
           C(file_rss_kb), C(shmem_rss_kb), C(total_vm_kb), C(uid), C(time), C(reaped); at most 100),
           C(victims_total), C(victims_by_name), C(reaped), C(tasks_in_dump), C(top_processes)
@@ -198,7 +199,10 @@ unattributed_events:
   type: list
   elements: dict
 sources:
-  description: What was read. C(kernel_log) and C(lifecycle_log) each with C(kind), C(path) or C(command), C(lines).
+  description:
+    - What was read. C(kernel_log) and C(lifecycle_log) each with C(kind), C(path) or C(command).
+    - C(kernel_log) also has C(lines) and C(first_time)/C(last_time), the span the log covers (a short span
+      from dmesg means its ring buffer holds little history).
   returned: always
   type: dict
 window:
@@ -384,7 +388,8 @@ def gather(params, run, now=None, page_size=4096):
     finally:
         if hasattr(lines, "close"):
             lines.close()
-    kernel_source["lines"] = kernel["lines"]
+    kernel_source.update(lines=kernel["lines"], first_time=iso_utc(kernel["first_epoch"]),
+                         last_time=iso_utc(kernel["last_epoch"]))
     lifecycle, lifecycle_source = lifecycle_events(params["lifecycle_log"], run, since_epoch, now, warnings)
 
     configs = read_ct_configs(params["pve_config_dir"])

@@ -45,6 +45,7 @@ def test_incident_2017_is_one_incident_with_every_victim(incident_2017):
     assert incident["start"] == "2024-11-23T23:35:38.412345+00:00"
     assert incident["events"] == 7 and incident["complete_events"] == 2 and incident["partial"]
     assert incident["oom_memcg"] == "/lxc/2017" and incident["task_memcgs"] == ["/lxc/2017/ns"]
+    assert incident["invoked_by"] == ["socat"]
     assert incident["victims_total"] == 7
     assert incident["victims_by_name"] == {"in:imuxsock": 1, "socat": 5, "systemd-network": 1}
     first = incident["victims"][0]
