@@ -13,6 +13,7 @@ an operator's ticket holds becomes a ``Record``:
   no year: it is inferred from a reference time);
 * ``journalctl -o short-iso`` / ``short-iso-precise`` and RFC 3339 syslog
   (``2024-11-24T00:35:38.123456+01:00 pve1 kernel: msg``);
+* ``journalctl -o short-precise`` and ``short-monotonic`` (``[12345.678901] pve1 kernel: msg``);
 * raw ``dmesg`` (``[12345.678901] msg``, seconds since boot, converted with the
   boot time when it is known), ``dmesg -r`` (``<4>[...]``), ``dmesg -T``
   (``[Sun Nov 24 00:35:38 2024] msg``), ``dmesg --time-format iso``
@@ -47,6 +48,7 @@ _SHORT = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\
 _DMESG_T = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\] ?(.*)$")
 _MONO = re.compile(r"(?:<\d+>)?\[\s*(\d+\.\d+)\] ?(.*)$")
 _KMSG = re.compile(r"\d+,\d+,(\d+),[^;]*;(.*)$")
+_MONOTONIC_TAG = re.compile(r"\S+ (kernel|systemd)(?:\[\d+\])?: (.*)$")
 _TAG = re.compile(r"(\S+) ([^\s:\[\]]+)(?:\[\d+\])?: ?(.*)$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -166,7 +168,11 @@ def parse_line(line, reference_epoch, boot_epoch=None, tz=None):
         if match:
             monotonic = float(match.group(1))
             epoch = boot_epoch + monotonic if boot_epoch is not None else None
-            return Record(epoch, monotonic, None, match.group(2), None)
+            message = match.group(2)
+            tagged = _MONOTONIC_TAG.match(message)   # journalctl -o short-monotonic
+            if tagged:
+                return Record(epoch, monotonic, tagged.group(1), tagged.group(2), None)
+            return Record(epoch, monotonic, None, message, None)
         match = _DMESG_T.match(line)
         if match:
             epoch = _local_epoch(int(match.group(6)), MONTHS.get(match.group(1), 1), int(match.group(2)),

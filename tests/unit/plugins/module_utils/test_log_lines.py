@@ -24,6 +24,9 @@ def epoch(*args, tz=UTC):
     # journalctl -o short (zero-padded day) and syslog (space-padded day)
     ("Nov 24 00:35:38 pve1 kernel: " + MSG, epoch(2024, 11, 24, 0, 35, 38), None, "kernel"),
     ("Nov  4 00:35:38 pve1 kernel: " + MSG, epoch(2024, 11, 4, 0, 35, 38), None, "kernel"),
+    # journalctl -o short-precise and -o short-monotonic
+    ("Nov 24 00:35:38.412345 pve1 kernel: " + MSG, epoch(2024, 11, 24, 0, 35, 38, 412345), None, "kernel"),
+    ("[1204711.250000] pve1 kernel: " + MSG, BOOT + 1204711.25, 1204711.25, "kernel"),
     # kern.log of older Debian/Ubuntu: syslog tag, then the kernel's own [uptime]
     ("Nov 24 00:35:38 pve1 kernel: [811203.222101] " + MSG, epoch(2024, 11, 24, 0, 35, 38), 811203.222101, "kernel"),
     # short-iso (both offset spellings) and short-iso-precise
@@ -47,6 +50,11 @@ def test_line_forms(line, expected_epoch, expected_mono, ident):
     assert record.epoch == pytest.approx(expected_epoch, abs=1e-6)
     assert record.monotonic == (pytest.approx(expected_mono) if expected_mono is not None else None)
     assert record.ident == ident
+
+
+def test_raw_dmesg_message_with_a_colon_is_not_a_syslog_tag():
+    record = parse_line("[    7.000000] EXT4-fs (dm-1): mounted filesystem", REF, boot_epoch=BOOT)
+    assert (record.ident, record.message) == (None, "EXT4-fs (dm-1): mounted filesystem")
 
 
 def test_short_form_takes_the_zone_it_is_given():
