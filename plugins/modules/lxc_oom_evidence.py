@@ -34,7 +34,7 @@ options:
   vmid:
     description:
       - One VMID or a list. Omitted means every CT on the node, from O(pve_config_dir), the cgroup tree,
-        and the kernel lines that name a CT.
+        and the kernel and lifecycle lines that name a CT in the window.
       - A VMID that none of these know fails the task.
     type: list
     elements: int
@@ -363,8 +363,8 @@ def select_vmids(requested, configs, running, logged, config_dir, cgroup_root):
     unknown = sorted(set(requested) - known)
     if unknown:
         raise EvidenceError(
-            "CT %s is not on this node: no VMID.conf in %s, no memory cgroup under %s/lxc, and no kernel line "
-            "names it in the window. CTs known here: %s" % (
+            "CT %s is not on this node: no VMID.conf in %s, no memory cgroup under %s/lxc, and no kernel or "
+            "lifecycle line names it in the window. CTs known here: %s" % (
                 ", ".join(str(vmid) for vmid in unknown), config_dir, cgroup_root,
                 ", ".join(str(vmid) for vmid in sorted(known)) or "none"))
     return sorted(set(requested))
@@ -394,8 +394,8 @@ def gather(params, run, now=None, page_size=4096):
 
     configs = read_ct_configs(params["pve_config_dir"])
     running = discover_vmids(params["cgroup_root"])
-    logged = {event["vmid"] for event in kernel["events"] if event["vmid"] is not None
-              and (since_epoch is None or event["epoch"] is None or event["epoch"] >= since_epoch)}
+    logged = {item["vmid"] for item in kernel["events"] + lifecycle if item["vmid"] is not None
+              and (since_epoch is None or item["epoch"] is None or item["epoch"] >= since_epoch)}
     vmids = select_vmids(params.get("vmid"), configs, running, logged, params["pve_config_dir"],
                          params["cgroup_root"])
 
