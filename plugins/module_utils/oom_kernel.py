@@ -58,7 +58,6 @@ _MEMINFO = re.compile(r"^(memory|memory\+swap|swap|kmem): usage (\d+)kB, limit (
 _STATS = re.compile(r"^Memory cgroup stats for (\S*?):")
 _HEADER = re.compile(r"^\[\s*pid\s*\]\s+uid\s+tgid\s+total_vm\s+rss\b(.*)\bname\s*$")
 _ROW = re.compile(r"^\[\s*(\d+)\]\s+(.*)$")
-_SUMMARY = re.compile(r"^oom-kill:(.*)$")
 _SUMMARY_MEMCG = re.compile(r"(?:^|,)oom_memcg=([^,]*)")
 _SUMMARY_TASK_MEMCG = re.compile(r"(?:^|,)task_memcg=([^,]*)")
 _SUMMARY_CONSTRAINT = re.compile(r"(?:^|,)constraint=(\w+)")
