@@ -11,7 +11,7 @@ from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import read
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import (
-    build_report, group_incidents, headroom_pct, recommend, verdict)
+    build_incident, build_report, group_incidents, headroom_pct, recommend, verdict)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 UTC = datetime.timezone.utc
@@ -159,3 +159,15 @@ def test_census_fork_storm_without_oom_is_the_likely_cause():
     the_verdict = verdict([], None, census)
     assert not the_verdict["oom_killed"] and the_verdict["fork_storm"]
     assert the_verdict["likely_cause"] == "socat fork storm: now"
+
+
+def test_real_socat_fork_storm_captured_on_this_host():
+    """A real socat UDP4-LISTEN fork storm in a 40 MiB memcg (kernel 6.18, cgroup v1): two full reports."""
+    events = kernel("host-6.18-v1-socat-storm-dmesg.log")["events"]
+    assert [event["partial"] for event in events] == [False, False]
+    incident = build_incident(events, [], [])
+    assert incident["victims_by_name"] == {"socat": 2}
+    assert incident["memory_at_oom"] == {"usage_kb": 40960, "limit_kb": 40960, "failcnt": 0}
+    the_verdict = verdict([incident], None, None)
+    assert the_verdict["likely_cause"] == "socat fork storm: 210 socat processes in the OOM task dump (100% of 210)"
+    assert the_verdict["fork_storm"]
