@@ -6,6 +6,8 @@ import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import (
     classify, following, parse_lifecycle, vmid_from_filename)
@@ -86,3 +88,9 @@ def test_following(events, oom, until, stop, stops, start):
     assert (got_stop["epoch"] if got_stop else None) == stop
     assert [event["epoch"] for event in got_stops] == stops
     assert (got_start["epoch"] if got_start else None) == start
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=200), max_size=30))
+def test_any_text_never_raises(lines):
+    assert all(event["vmid"] is not None for event in parse_lifecycle(lines, REF, vmid=None))

@@ -6,6 +6,8 @@ import datetime
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_line, parse_since
 
@@ -138,3 +140,10 @@ def test_since_rejects_what_it_cannot_read_and_says_what_it_takes(value):
 def test_iso_utc_is_exact_to_the_microsecond():
     assert iso_utc(1732404939.512345) == "2024-11-23T23:35:39.512345+00:00"
     assert iso_utc(None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_line_frames_without_raising(line):
+    record = parse_line(line, REF, boot_epoch=BOOT)
+    assert record is None or isinstance(record.message, str)

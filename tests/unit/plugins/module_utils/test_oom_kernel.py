@@ -6,6 +6,8 @@ import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import (
     interface_vmid, memcg_vmid, parse_kernel_log)
@@ -252,3 +254,22 @@ def test_new_pid_of_a_dumped_command(dumps, kill_at, vmid, how):
     lines.append("[%.1f] Memory cgroup out of memory: Killed process 77777 (socat)" % kill_at)
     event = parse_kernel_log(lines, REF, boot_epoch=0.0)["events"][-1]
     assert (event["vmid"], event["attributed_by"]) == (vmid, how)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=200), max_size=40))
+def test_any_text_never_raises(lines):
+    result = parse_kernel_log(lines, REF, boot_epoch=0.0)
+    assert result["lines"] == len(lines)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=14),
+                          st.text(alphabet="abcdefghijklmnopqrstuvwxyz 0123456789.", max_size=80)), max_size=20))
+def test_garbage_between_the_lines_changes_nothing(insertions):
+    lines = (KERNEL / "wrapped-2017-v1-dmesg.log").read_text().splitlines()
+    expected = parse_kernel_log(lines, REF, boot_epoch=0.0)["events"]
+    noisy = list(lines)
+    for position, garbage in sorted(insertions, reverse=True):
+        noisy.insert(position, garbage)
+    assert parse_kernel_log(noisy, REF, boot_epoch=0.0)["events"] == expected
