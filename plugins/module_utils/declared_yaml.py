@@ -272,6 +272,9 @@ class Document:
         try:
             self.root = self.yaml.compose(text)
         except MarkedYAMLError as error:
+            if "another document" in (error.problem or ""):
+                raise DeclaredError("%s holds more than one YAML document (the second starts at line %d); declared_ct "
+                                    "edits files of one document" % (name, error.problem_mark.line + 1))
             raise DeclaredError("%s is not valid YAML: %s" % (name, _describe_yaml_error(error)))
         except YAMLError as error:
             raise DeclaredError("%s is not valid YAML: %s" % (name, error))
@@ -451,7 +454,17 @@ class Document:
                     last = event.end_mark.index
             elif isinstance(event, (ScalarEvent, AliasEvent)):
                 last = event.end_mark.index
+                if getattr(event, "style", None) in ("|", ">"):
+                    last = self._block_scalar_end(event)
         return last
+
+    def _block_scalar_end(self, event):
+        """A block scalar's end: after its trailing blank lines only when it keeps them (``|+``)."""
+        start, end = event.start_mark.index, event.end_mark.index
+        indicator = _NODE_PROPERTIES.match(self.text, start, end).end()    # at the | or >
+        if "+" in self.text[indicator + 1:indicator + 3]:
+            return end
+        return start + len(self.text[start:end].rstrip())
 
     def _inheritors(self, mapping, key, seen=None):
         """Mappings that see ``key`` of ``mapping`` through merge keys (directly or further down)."""
@@ -493,11 +506,19 @@ class Document:
 
 
 def _describe_yaml_error(error):
-    mark = error.problem_mark or error.context_mark
-    what = " ".join(part for part in (error.context, error.problem) if part)
-    if mark is None:
-        return what
-    return "line %d, column %d: %s" % (mark.line + 1, mark.column + 1, what)
+    """``line L, column C: problem (context at line L, column C)``, from ruamel's marks (counted from 1)."""
+    def at(mark):
+        return "line %d, column %d" % (mark.line + 1, mark.column + 1)
+
+    problem, context = error.problem, error.context
+    if problem and error.problem_mark is not None:
+        message = "%s: %s" % (at(error.problem_mark), problem)
+        if context:
+            message += " (%s%s)" % (context, " at %s" % at(error.context_mark) if error.context_mark else "")
+        return message
+    mark = error.context_mark or error.problem_mark
+    what = " ".join(part for part in (context, problem) if part) or str(error)
+    return "%s: %s" % (at(mark), what) if mark is not None else what
 
 
 # --------------------------------------------------------------------------- edits
@@ -566,9 +587,9 @@ def changes_from(memory=None, swap=None, settings=None):
     return changes
 
 
-def _current_size(doc, entry, key, node):
+def _current_size(doc, entry, key, key_node, node):
     """The MiB a size key holds now; DeclaredError when it is not a size."""
-    where = "%s of CT %d (%s.%s, line %d)" % (key, entry.vmid, entry.label, key, node.start_mark.line + 1)
+    where = "%s of CT %d (%s.%s, line %d)" % (key, entry.vmid, entry.label, key, key_node.start_mark.line + 1)
     if not isinstance(node, ScalarNode):
         raise DeclaredError("%s is %s, not a size; it must be %s" % (where, _kind_of(node), SIZE_FORMS))
     value = doc.construct(node)
@@ -611,14 +632,14 @@ def plan_edit(doc, vmid, changes, path=None):
             raise DeclaredError("CT %d's entry (%s, line %d) has the key %s %d times (lines %s); remove the duplicate"
                                 % (vmid, entry.label, entry.line, key, len(pairs),
                                    ", ".join(str(pair[0].start_mark.line + 1) for pair in pairs)))
-        node = pairs[0][1] if pairs else effective.get(key, (None, None, None))[1]
+        key_node, node = pairs[0] if pairs else effective.get(key, (None, None, None))[:2]
         if change.size:
-            if node is not None and _current_size(doc, entry, key, node) == change.desired:
+            if node is not None and _current_size(doc, entry, key, key_node, node) == change.desired:
                 continue
         elif node is not None:
             if not isinstance(node, ScalarNode):
                 raise DeclaredError("%s of CT %d (%s.%s, line %d) is %s; set only changes scalar values"
-                                    % (key, vmid, entry.label, key, node.start_mark.line + 1, _kind_of(node)))
+                                    % (key, vmid, entry.label, key, key_node.start_mark.line + 1, _kind_of(node)))
             current = doc.construct(node)
             if (current == scalar_text(change.desired) if node.style in ("'", '"')
                     else _same_scalar(current, change.desired)):
@@ -626,7 +647,7 @@ def plan_edit(doc, vmid, changes, path=None):
         if pairs:
             if node.style in ("|", ">"):
                 raise DeclaredError("%s of CT %d (line %d) is a block scalar (%s); declared_ct does not rewrite those"
-                                    % (key, vmid, node.start_mark.line + 1, node.style))
+                                    % (key, vmid, key_node.start_mark.line + 1, node.style))
             problem = doc.sharing(entry, key, node)
             if problem:
                 raise DeclaredError("%s of CT %d cannot be changed alone: %s." % (key, vmid, problem))
