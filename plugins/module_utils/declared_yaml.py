@@ -379,7 +379,7 @@ class Document:
                 collections.append((found, steps, label))
                 return
             if isinstance(node, MappingNode):
-                children = [(key, value) for key, value in own_pairs(node)]
+                children = own_pairs(node)
             elif isinstance(node, SequenceNode):
                 children = list(enumerate(node.value))
             else:
@@ -654,8 +654,10 @@ def plan_edit(doc, vmid, changes, path=None):
             start, end = scalar_span(doc.text, node)
             if change.size:
                 text = format_like(change.desired, node.value) if node.tag == STR_TAG else str(change.desired)
-                new = quote(text, node.style) if node.style else render(text if node.tag == STR_TAG
-                                                                         else change.desired)
+                if node.style:
+                    new = quote(text, node.style)
+                else:
+                    new = render(text if node.tag == STR_TAG else change.desired)
             else:
                 text = scalar_text(change.desired)
                 new = render(change.desired, node.style)
@@ -741,8 +743,8 @@ def _compare(old, new, expected_text, inserted, refuse):
             refuse("the tag at line %d changed" % (a.start_mark.line + 1))
         extra = inserted.get(id(a), 0)
         if len(b.value) != len(a.value) + extra:
-            refuse("the collection at line %d has %d items, not %d" % (a.start_mark.line + 1, len(b.value),
-                                                                        len(a.value) + extra))
+            refuse("the collection at line %d has %d items, not %d"
+                   % (a.start_mark.line + 1, len(b.value), len(a.value) + extra))
         if isinstance(a, MappingNode):
             for (key_a, value_a), (key_b, value_b) in zip(a.value, b.value):
                 stack.extend([(value_a, value_b), (key_a, key_b)])

@@ -7,20 +7,17 @@ every other byte of the file must come out as it went in.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.module_utils.declared_yaml import DeclaredError
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "declared"
+from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
 
 
 def load(name):
-    data = (FIXTURES / name).read_bytes()
+    data = fixture_bytes(name)
     text, bom = declared_yaml.decode(data, name)
     return data, declared_yaml.Document(text, name), bom
 

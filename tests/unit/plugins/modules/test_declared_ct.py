@@ -16,9 +16,9 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.modules import declared_ct
+from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
 
 ROOT = Path(__file__).resolve().parents[4]
-FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "declared"
 LAB_FILE = ROOT / "tests" / "lab" / "enva.yaml"
 BIN = Path(sys.executable).parent
 
@@ -50,7 +50,7 @@ def site(tmp_path):
     """A copy of a declared fixture in a directory of its own."""
     def copy(name):
         target = tmp_path / name
-        shutil.copyfile(FIXTURES / name, target)
+        target.write_bytes(fixture_bytes(name))
         return target
     return copy
 
@@ -271,7 +271,7 @@ def ansible(*args, cwd):
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
     return subprocess.run([str(BIN / "ansible"), "localhost", "-m", "enva.pve.declared_ct", *args],
-                          capture_output=True, text=True, env=env, cwd=cwd)
+                          capture_output=True, text=True, env=env, cwd=cwd, check=False)
 
 
 def test_through_ansible_check_diff_then_for_real(site):
