@@ -141,7 +141,6 @@ RANDOM_POOL = 3 * 4096
 SOCKET_BUFFER = 1 << 21
 RTT_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-PROBE_QUERY = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01"  # ". IN NS", RD=0
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLL_BAD = select.EPOLLERR | select.EPOLLHUP
@@ -227,15 +226,16 @@ def encode_query(query):
     return query.header + name + struct.pack("!HH", query.qtype, query.qclass) + query.rest
 
 
-def name_text(question):
-    """The question's name as text (for logs): ``www.Example.org.``; non-printable bytes escaped."""
-    labels = []
-    pos = 0
-    while pos < len(question) and question[pos]:
-        label = question[pos + 1:pos + 1 + question[pos]]
-        labels.append("".join(chr(b) if 0x21 <= b < 0x7F and b not in (0x2E, 0x5C) else "\\%03d" % b for b in label))
-        pos += question[pos] + 1
-    return ".".join(labels) + "."
+def name_text(labels):
+    """Labels as presentation text (for logs): ``www.Example.org.``; dots, backslashes and unprintables escaped."""
+    return "".join("".join(chr(b) if 0x21 <= b < 0x7F and b not in (0x2E, 0x5C) else "\\%03d" % b for b in label) + "."
+                   for label in labels) or "."
+
+
+def describe(msg):
+    """``name type N`` of a query, for debug logs."""
+    query = parse_query(msg)
+    return "%s type %d" % (name_text(query.labels), query.qtype)
 
 
 def answer_matches(answer, question):
@@ -257,6 +257,10 @@ def answer_matches(answer, question):
 def restore_answer(answer, query, qlen):
     """The upstream's answer with the client's ID and question bytes (``query``'s) put back."""
     return query[:2] + answer[2:HEADER_LEN] + query[HEADER_LEN:HEADER_LEN + qlen] + answer[HEADER_LEN + qlen:]
+
+
+# The health probe: ". IN NS", RD=0 (any answer with our ID and question means the upstream is alive).
+PROBE_QUERY = encode_query(Query(b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00", (), 2, 1, b""))
 
 
 def synthesize(query, rcode, qend=0):
@@ -412,7 +416,7 @@ OPTIONS = collections.OrderedDict((
     ("allow", ("client CIDR allowed to query, or 'local' = loopback + this host's subnets (repeatable; default local)",
                True, "local", str)),
     ("metrics", ("serve Prometheus metrics on [ADDR:]PORT (ADDR defaults to 127.0.0.1)", False, None, parse_metrics)),
-    ("log-level", ("debug, info, warning or error (default info)", False, "info", _level)),
+    ("log-level", ("debug (logs every query), info, warning or error (default info)", False, "info", _level)),
     ("tcp-idle-timeout", ("seconds before an idle TCP client is closed (default 10)", False, "10", _number(float, 0.1, 3600))),
     ("max-tcp-clients", ("TCP client connections at once (default 256)", False, "256", _number(int, 1, 65536))),
 ))
@@ -727,6 +731,7 @@ class Relay:
         self.events = collections.Counter()
         self.settings = None
         self.timeout = self.max_inflight = self.allow = self.tcp_idle_timeout = self.max_tcp_clients = None
+        self.log_queries = False
         self.signal_r, self.signal_w = socket.socketpair()
         for sock in (self.signal_r, self.signal_w):
             sock.setblocking(False)
@@ -811,6 +816,7 @@ class Relay:
         self.tcp_idle_timeout = settings.tcp_idle_timeout
         self.max_tcp_clients = settings.max_tcp_clients
         LOG.setLevel(settings.log_level.upper())
+        self.log_queries = settings.log_level == "debug"
         open_to_all = [str(n) for n in self.allow if n.prefixlen == 0]
         if open_to_all:
             LOG.warning("allow includes %s: this relay answers anyone who can reach it", ", ".join(open_to_all))
@@ -880,6 +886,8 @@ class Relay:
             self.events["refused:inflight"] += 1
             self._respond(reply, addr, synthesize(data, REFUSED, qend))
             return
+        if self.log_queries:
+            LOG.debug("query %s from %s", describe(data), addr or reply.peer)
         pending = Pending(data, data[HEADER_LEN:qend], reply, addr)
         if addr is None:
             reply.pending += 1
@@ -911,6 +919,8 @@ class Relay:
                 break
         else:
             self.events["servfail:exhausted"] += 1
+            if self.log_queries:
+                LOG.debug("SERVFAIL for %s: no upstream answered", describe(pending.query))
             self._finish(pending, synthesize(pending.query, SERVFAIL, HEADER_LEN + len(pending.question)))
             return
         pending.tried = tried + (upstream,)
@@ -1035,7 +1045,9 @@ class Relay:
             self.next_probe = now + PROBE_INTERVAL
             for upstream in self.upstreams:
                 if not upstream.up:
-                    self._send_udp(Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None), upstream)
+                    probe = Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None)
+                    probe.tried = (upstream,)
+                    self._send_udp(probe, upstream)
         retired = self.retired
         while retired and retired[0][0] <= now:
             self._unregister(retired.popleft()[1].sock)
@@ -1339,7 +1351,7 @@ class Relay:
         for rcode, count in enumerate(self.rcodes):
             if count or rcode in (0, 1, 2, 3, 4, 5):
                 values['responses_total{rcode="%s"}' % RCODE_NAMES[rcode]] = count
-        for name in ("malformed", "refused", "ignored", "servfail", "dropped", "tcp", "reload"):
+        for name in ("malformed", "refused", "ignored", "servfail", "dropped", "tcp", "reload", "errors"):
             for key in sorted(k for k in self.events if k.startswith(name + ":")):
                 values['%s_total{reason="%s"}' % (name, key.partition(":")[2])] = self.events[key]
         values["inflight"] = sum(1 for p in self.inflight.values() if p.reply is not None)
@@ -1421,8 +1433,12 @@ class Relay:
         self.stopping = True
         self.notifier.send("STOPPING=1")
         LOG.info("stopping: no new queries, %d in flight", len(self.inflight))
-        for key in list(self.listeners):
-            self._unregister(self.listeners.pop(key))
+        for (kind, label), sock in list(self.listeners.items()):
+            if kind == "tcp":
+                self._unregister(self.listeners.pop((kind, label)))
+            else:  # answers in flight still leave through it: only stop reading
+                self.epoll.unregister(sock.fileno())
+                del self.handlers[sock.fileno()]
         self.stop_deadline = self.now + self.timeout
         self.next_tick = self.now
 
@@ -1447,12 +1463,16 @@ class Relay:
             while self.running:
                 events = poll(max(0.0, self.next_tick - self.now), 256)
                 now = self.now = monotonic()
-                for fd, mask in events:
-                    entry = handlers.get(fd)
-                    if entry is not None:
-                        entry[0](entry[1], mask)
-                if now >= self.next_tick:
-                    self._tick(now)
+                try:
+                    for fd, mask in events:
+                        entry = handlers.get(fd)
+                        if entry is not None:
+                            entry[0](entry[1], mask)
+                    if now >= self.next_tick:
+                        self._tick(now)
+                except Exception:  # pylint: disable=broad-exception-caught  # a bug must not take DNS down
+                    self.events["errors:internal"] += 1
+                    LOG.exception("internal error (the relay goes on; please report this)")
         finally:
             signal.set_wakeup_fd(old_wakeup)
             for number, handler in previous.items():
