@@ -105,8 +105,8 @@ def mismatch(summary, got, expected_rcode, expected):
     if summary["rcode"] != rcode:
         problem = "expected rcode %s, got %s with %s" % (rcode, summary["rcode"], _listing(summary["answers"]))
     elif expected is not None and set(got) != set(expected):
-        problem = "expected %s, got %s (rcode %s)" % (_listing(sorted(rdata.to_text() for rdata in expected)),
-                                                     _listing(summary["answers"]), summary["rcode"])
+        wanted = _listing(sorted(rdata.to_text() for rdata in expected))
+        problem = "expected %s, got %s (rcode %s)" % (wanted, _listing(summary["answers"]), summary["rcode"])
     else:
         return None
     if summary["flags"]["tc"]:
