@@ -616,6 +616,31 @@ class Plan:
         return bool(self.changed_keys)
 
 
+def _holds(doc, entry, change, key_node, node):
+    """Whether ``node`` (the entry's value for the change's key, its own or merged) already is what is asked."""
+    if change.size:
+        return _current_size(doc, entry, change.key, key_node, node) == change.desired
+    if not isinstance(node, ScalarNode):
+        raise DeclaredError("%s of CT %d (%s.%s, line %d) is %s; set only changes scalar values"
+                            % (change.key, entry.vmid, entry.label, change.key, key_node.start_mark.line + 1,
+                               _kind_of(node)))
+    current = doc.construct(node)
+    if node.style in ("'", '"'):            # quoted: the text is what counts
+        return current == scalar_text(change.desired)
+    return _same_scalar(current, change.desired)
+
+
+def _rewrite(change, node):
+    """``(new characters of the scalar, the text YAML will read from them)``, in the scalar's style."""
+    if not change.size:
+        return render(change.desired, node.style), scalar_text(change.desired)
+    if node.tag != STR_TAG:                 # 1024, or !!int "1024"
+        text = str(change.desired)
+        return (quote(text, node.style) if node.style else text), text
+    text = format_like(change.desired, node.value)      # '1G' -> '2G', "1024" -> "2048"
+    return (quote(text, node.style) if node.style else render(text)), text
+
+
 def plan_edit(doc, vmid, changes, path=None):
     """The Plan that sets ``changes`` in CT ``vmid``'s entry of ``doc``; the document itself is not changed."""
     entry = doc.entry(vmid, path)
@@ -633,18 +658,9 @@ def plan_edit(doc, vmid, changes, path=None):
                                 % (vmid, entry.label, entry.line, key, len(pairs),
                                    ", ".join(str(pair[0].start_mark.line + 1) for pair in pairs)))
         key_node, node = pairs[0] if pairs else effective.get(key, (None, None, None))[:2]
-        if change.size:
-            if node is not None and _current_size(doc, entry, key, key_node, node) == change.desired:
-                continue
-        elif node is not None:
-            if not isinstance(node, ScalarNode):
-                raise DeclaredError("%s of CT %d (%s.%s, line %d) is %s; set only changes scalar values"
-                                    % (key, vmid, entry.label, key, key_node.start_mark.line + 1, _kind_of(node)))
-            current = doc.construct(node)
-            if (current == scalar_text(change.desired) if node.style in ("'", '"')
-                    else _same_scalar(current, change.desired)):
-                continue
-        if pairs:
+        if node is not None and _holds(doc, entry, change, key_node, node):
+            continue
+        if pairs:                           # the entry's own value: rewrite its characters
             if node.style in ("|", ">"):
                 raise DeclaredError("%s of CT %d (line %d) is a block scalar (%s); declared_ct does not rewrite those"
                                     % (key, vmid, key_node.start_mark.line + 1, node.style))
@@ -652,18 +668,9 @@ def plan_edit(doc, vmid, changes, path=None):
             if problem:
                 raise DeclaredError("%s of CT %d cannot be changed alone: %s." % (key, vmid, problem))
             start, end = scalar_span(doc.text, node)
-            if change.size:
-                text = format_like(change.desired, node.value) if node.tag == STR_TAG else str(change.desired)
-                if node.style:
-                    new = quote(text, node.style)
-                else:
-                    new = render(text if node.tag == STR_TAG else change.desired)
-            else:
-                text = scalar_text(change.desired)
-                new = render(change.desired, node.style)
+            new, expected_text[id(node)] = _rewrite(change, node)
             splices.append((start, end, new))
-            expected_text[id(node)] = text
-        else:
+        else:                               # absent, or only merged in: add a key of its own
             problem = doc.sharing(entry, key)
             if problem:
                 raise DeclaredError("%s of CT %d cannot be added alone: %s." % (key, vmid, problem))
@@ -671,10 +678,10 @@ def plan_edit(doc, vmid, changes, path=None):
         changed_keys.append(key)
     if not changed_keys:
         return Plan(entry, before, before, doc.text, [])
-    new_text = doc.text
     if inserts:
         point, addition = _insertion(doc, entry.node, inserts)
         splices.append((point, point, addition))
+    new_text = doc.text
     for start, end, new in sorted(splices, reverse=True):
         new_text = new_text[:start] + new + new_text[end:]
     after = _verify(doc, entry, new_text, changes, changed_keys, expected_text, len(inserts), path)
