@@ -71,8 +71,9 @@ What it does with a query (RFC 1035, RFC 5452, RFC 7766):
 - Each try waits --timeout seconds (default 2), then the next upstream is
   tried; when all have been tried the client gets SERVFAIL (never silence).
   Upstreams are tried in the configured order, healthy ones first. Three
-  timeouts in a row mark an upstream down; a down upstream gets a probe
-  (`. NS`) every second and is up again on its first answer.
+  failed tries in a row, with no answer at all for --timeout seconds, mark an
+  upstream down; a down upstream gets a probe (`. NS`) every second and is up
+  again on its first answer.
 
 Counters (queries, responses per rcode, malformed, refused, ignored answers,
 timeouts, upstream answers and RTT, in flight) go to the log on SIGUSR1 and,
@@ -586,14 +587,15 @@ def setup_logging(level):
 class Upstream:
     """One upstream server: its UDP socket pool, health and counters."""
 
-    __slots__ = ("endpoint", "label", "up", "fails", "sockets", "queries", "answers", "timeouts", "errors",
+    __slots__ = ("endpoint", "label", "up", "fails", "last_answer", "sockets", "queries", "answers", "timeouts", "errors",
                  "rtt_sum", "rtt_buckets", "retired")
 
     def __init__(self, endpoint):
         self.endpoint = endpoint
         self.label = endpoint.label
         self.up = True
-        self.fails = 0
+        self.fails = 0  # tries in a row that got no answer
+        self.last_answer = float("-inf")  # monotonic time of its last answer
         self.sockets = []
         self.queries = self.answers = self.timeouts = self.errors = 0
         self.rtt_sum = 0.0
@@ -999,6 +1001,7 @@ class Relay:
         upstream.answers += 1
         upstream.rtt_sum += rtt
         upstream.rtt_buckets[bisect.bisect_left(RTT_BOUNDS, rtt)] += 1
+        upstream.last_answer = self.now
         if upstream.fails:
             upstream.fails = 0
         if not upstream.up:
@@ -1077,8 +1080,14 @@ class Relay:
         self._forward(pending)
 
     def _upstream_failed(self, upstream):
+        """Count a try without an answer; down after FAIL_THRESHOLD of them and a whole timeout of silence.
+
+        The silence condition keeps a busy upstream that drops a burst of
+        queries (its answers to the others still arriving) in service.
+        """
         upstream.fails += 1
-        if upstream.up and upstream.fails >= FAIL_THRESHOLD and not upstream.retired:
+        if (upstream.up and upstream.fails >= FAIL_THRESHOLD and upstream.last_answer <= self.now - self.timeout
+                and not upstream.retired):
             self._set_health(upstream, False)
 
     def _set_health(self, upstream, up):

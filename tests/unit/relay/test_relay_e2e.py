@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import dns.flags
 import dns.message
@@ -222,6 +223,27 @@ def test_failover_skips_a_dead_upstream_and_probing_brings_it_back(relay_factory
     wait_for(lambda: relay.metric(up_metric) == 1, what="the primary back up after answering a probe")
     assert rcode_of(ask_udp(relay.port, make_query("back.test."))) == 0
     assert len(client_queries(primary)) == 4, "the primary is first again"
+
+
+def test_a_busy_upstream_that_drops_a_burst_but_answers_the_rest_stays_up(relay_factory, upstream_factory):
+    up = upstream_factory(lambda q, t: [] if b"\x04drop" in q else [Reply(make_answer(q))])
+    relay = relay_factory("--upstream", up.addr, "--timeout", "1")
+    servfails = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dropped:
+        for i in range(3):
+            dropped.sendto(make_query("drop.d%d.test." % i), ("127.0.0.1", relay.port))
+        dropped.setblocking(False)
+        deadline = time.monotonic() + WAIT
+        while servfails < 3 and time.monotonic() < deadline:  # answered queries keep flowing meanwhile
+            assert rcode_of(ask_udp(relay.port, make_query("busy.test."))) == 0
+            try:
+                servfails += rcode_of(dropped.recv(512)) == dns.rcode.SERVFAIL
+            except BlockingIOError:
+                time.sleep(0.02)
+    assert servfails == 3
+    assert relay.metric('upstream_timeouts_total{upstream="%s"}' % up.addr) == 3
+    assert relay.metric('upstream_up{upstream="%s"}' % up.addr) == 1
+    assert "skipping it" not in relay.log()
 
 
 # Bad input, access control, limits -------------------------------------------------------------

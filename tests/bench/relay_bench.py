@@ -1,0 +1,544 @@
+"""Benchmark: the DNS relay against its peers, all on 127.0.0.1, in one interleaved run.
+
+Peers, each in front of the same unbound upstream (a static local zone, no
+recursion: `local-zone: "." refuse` and `outgoing-interface: 127.0.0.1`, so
+nothing ever leaves the machine):
+
+- direct: unbound itself (the ceiling),
+- relay: roles/dns_relay/files/enva_dns_relay.py under Debian's /usr/bin/python3,
+- dnsdist (setSecurityPollSuffix(""), checkName= a name the upstream answers),
+- dnsmasq (--cache-size=0, no resolv.conf),
+- socat-fork (`socat UDP4-LISTEN:P,fork,reuseaddr UDP4:upstream`).
+
+Measured: dnsperf throughput (-c 4 -q 200, median of the rounds, loss),
+latency at a fixed rate (dnsperf -Q, every query's latency from -v), peak
+RSS of each peer (VmHWM; socat: the sampled sum over its process tree), and a
+random-source-port flood (tests/bench/dnsflood.py) against the relay and
+socat with RSS over time. Every process started here is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # what a Debian CT runs
+ZONE = "bench.enva.test"
+NAMES = 100
+PEERS = ("direct", "relay", "dnsdist", "dnsmasq", "socat")
+MIB = 1024.0
+
+
+class Options:
+    """What one run measures (``quick`` is for trying the harness, not for the record)."""
+
+    def __init__(self, quick=False):
+        self.rounds = 1 if quick else 3
+        self.seconds = 3 if quick else 10  # per throughput run
+        self.latency_seconds = 3 if quick else 6  # per latency run
+        self.rate = 5000  # latency runs, queries per second
+        self.flood_rate = 2000
+        self.flood_seconds = 10 if quick else 60
+        self.socat_flood_count = 500 if quick else 2000  # socat keeps one process per query: bounded hard
+        self.settle_seconds = 5
+
+
+# Processes -----------------------------------------------------------------------------
+
+def descendants(pid):
+    """``pid`` and every process below it (from /proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir("/proc/%d/task" % current):
+                with open("/proc/%d/task/%s/children" % (current, task)) as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def status_kib(pid, field):
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Peer:
+    """One DNS server process (or socat's process tree) on 127.0.0.1:port."""
+
+    def __init__(self, name, port, command, workdir, tree=False):
+        self.name = name
+        self.port = port
+        self.command = command
+        self.workdir = workdir
+        self.tree = tree
+        self.proc = None
+        self.log = workdir / ("%s.log" % name)
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.command, cwd=str(self.workdir), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not answers(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("bench: %s did not answer on 127.0.0.1:%d:\n%s" % (self.name, self.port, self.log.read_text()))
+            time.sleep(0.1)
+
+    def pids(self):
+        return descendants(self.proc.pid) if self.tree else [self.proc.pid]
+
+    def rss_kib(self):
+        return sum(status_kib(pid, "VmRSS") for pid in self.pids())
+
+    def hwm_kib(self):
+        return status_kib(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        """SIGTERM to every PID of the peer (children first), then SIGKILL what is left."""
+        if self.proc is None:
+            return
+        pids = list(reversed(self.pids())) if self.proc.poll() is None else []
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.proc.wait(10)
+                deadline = time.monotonic() + 10
+                while any(os.path.exists("/proc/%d" % pid) and status_kib(pid, "VmRSS") for pid in pids[:-1]):
+                    if time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(self.command, 10)
+                    time.sleep(0.05)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc = None
+
+
+def answers(port):
+    """True once 127.0.0.1:port answers a query for the zone."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.sendto(query_wire(ZONE), ("127.0.0.1", port))
+            return sock.recv(512)[3] & 15 == 0
+        except OSError:
+            return False
+
+
+def query_wire(name):
+    qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\x00"
+    return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.bind(("127.0.0.1", port))
+    return port
+
+
+class Sampler:
+    """RSS of a peer every ``interval`` s in a thread: the peak and the time series."""
+
+    def __init__(self, peer, interval=0.2):
+        self.peer = peer
+        self.interval = interval
+        self.series = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+
+    def _run(self):
+        while not self.done.is_set():
+            self.series.append((time.monotonic() - self.started, self.peer.rss_kib()))
+            self.done.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.series.append((time.monotonic() - self.started, self.peer.rss_kib()))
+
+    @property
+    def peak(self):
+        return max(kib for _t, kib in self.series)
+
+
+# Configuration of the peers ----------------------------------------------------------------
+
+def write_configs(workdir, ports):
+    (workdir / "queries.txt").write_text("".join("host%d.%s A\n" % (i, ZONE) for i in range(NAMES)))
+    local_data = "".join('  local-data: "host%d.%s. 3600 IN A 127.0.1.%d"\n' % (i, ZONE, i) for i in range(NAMES))
+    (workdir / "unbound.conf").write_text(
+        "server:\n"
+        "  interface: 127.0.0.1@%(upstream)d\n  port: %(upstream)d\n  do-ip6: no\n  num-threads: 1\n"
+        '  username: ""\n  chroot: ""\n  directory: "%(dir)s"\n  pidfile: ""\n  use-syslog: no\n  logfile: ""\n'
+        "  verbosity: 0\n  access-control: 127.0.0.0/8 allow\n"
+        "  outgoing-interface: 127.0.0.1\n  do-not-query-localhost: yes\n"
+        '  local-zone: "." refuse\n  local-zone: "%(zone)s." static\n'
+        '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s'
+        "remote-control:\n  control-enable: no\n" % {"upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data})
+    (workdir / "dnsdist.conf").write_text(
+        'setSecurityPollSuffix("")\nsetLocal("127.0.0.1:%d")\n'
+        'newServer{address="127.0.0.1:%d", checkName="%s."}\n' % (ports["dnsdist"], ports["direct"], ZONE))
+
+
+def make_peers(workdir, ports):
+    upstream = "127.0.0.1:%d" % ports["direct"]
+    commands = {
+        "direct": ["unbound", "-d", "-c", str(workdir / "unbound.conf")],
+        "relay": [PYTHON, str(RELAY), "--listen", "127.0.0.1:%d" % ports["relay"], "--upstream", upstream,
+                  "--log-level", "warning"],
+        "dnsdist": ["dnsdist", "--supervised", "--disable-syslog", "-C", str(workdir / "dnsdist.conf")],
+        "dnsmasq": ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                    "--cache-size=0", "--server=127.0.0.1#%d" % ports["direct"], "--listen-address=127.0.0.1",
+                    "--bind-interfaces", "--port=%d" % ports["dnsmasq"], "--user=root", "--pid-file="],
+        "socat": ["socat", "UDP4-LISTEN:%d,fork,reuseaddr,bind=127.0.0.1" % ports["socat"], "UDP4:" + upstream],
+    }
+    return {name: Peer(name, ports[name], commands[name], workdir, tree=name == "socat") for name in PEERS}
+
+
+def versions():
+    def first_line(command, pattern=r"(\d+\.\d+(\.\d+)?)"):
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+        except OSError:
+            return "?"
+        match = re.search(pattern, out.stdout + out.stderr)
+        return match.group(1) if match else "?"
+    relay_version = first_line([PYTHON, str(RELAY), "--version"])
+    return {
+        "relay": "enva-dns-relay %s on Python %s" % (relay_version, first_line([PYTHON, "--version"])),
+        "direct": "unbound " + first_line(["unbound", "-V"]),
+        "dnsdist": "dnsdist " + first_line(["dnsdist", "--version"]),
+        "dnsmasq": "dnsmasq " + first_line(["dnsmasq", "--version"]),
+        "socat": "socat " + first_line(["socat", "-V"], r"socat version (\S+)"),
+        "dnsperf": "dnsperf " + first_line(["dnsperf", "-h"], r"Version (\S+)"),
+    }
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else "?"
+    with open("/proc/meminfo") as handle:
+        mem_kib = int(handle.readline().split()[1])
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "debian": debian,
+            "memory_gib": round(mem_kib / 1024 / 1024)}
+
+
+# Measurements ---------------------------------------------------------------------------------
+
+def dnsperf(port, workdir, seconds, rate=None):
+    """One dnsperf run; with ``rate``, -Q and -v: every answered query's latency (s) too."""
+    command = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(workdir / "queries.txt"), "-c", "4", "-l", str(seconds)]
+    command += ["-Q", str(rate), "-v"] if rate else ["-q", "200"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
+
+    def number(label):
+        match = re.search(r"%s:\s+([\d.]+)" % re.escape(label), out)
+        if not match:
+            raise SystemExit("bench: no %r in dnsperf's output:\n%s" % (label, out[-2000:]))
+        return float(match.group(1))
+    result = {"qps": number("Queries per second"), "sent": int(number("Queries sent")),
+              "lost": int(number("Queries lost")), "avg_latency": number("Average Latency (s)")}
+    codes = re.search(r"Response codes:\s+(.*)", out)
+    result["rcodes"] = codes.group(1).strip() if codes else ""
+    if rate:
+        result["latencies"] = [float(line.rsplit(None, 1)[1]) for line in out.splitlines() if line.startswith("> NOERROR ")]
+    return result
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run_flood(peer, options, count, duration):
+    """dnsflood.py against ``peer`` while its RSS is sampled every 0.5 s; then ``settle_seconds`` more."""
+    command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(options.flood_rate),
+               "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
+    with Sampler(peer, interval=0.5) as sampler:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
+        time.sleep(options.settle_seconds)
+    result = json.loads(out)
+    result["series"] = sampler.series
+    result["processes"] = len(peer.pids())
+    return result
+
+
+def measure(options, log=print):
+    """Start everything, run the interleaved rounds and the floods, stop everything; the figures."""
+    for tool in ("unbound", "dnsdist", "dnsmasq", "socat", "dnsperf"):
+        if shutil.which(tool) is None:
+            raise SystemExit("bench: %s is missing (make setup installs it)" % tool)
+    workdir = Path(tempfile.mkdtemp(prefix="enva-bench-relay-"))
+    ports = {name: free_port() for name in PEERS}
+    write_configs(workdir, ports)
+    peers = make_peers(workdir, ports)
+    figures = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "load_before": os.getloadavg(), "machine": machine(), "versions": versions(),
+               "options": vars(options), "throughput": {p: [] for p in PEERS}, "latency": {p: [] for p in PEERS},
+               "rcodes": {p: [] for p in PEERS}, "peak_rss_kib": {}, "flood": {}}
+    try:
+        for name in PEERS:
+            peers[name].start()
+        log("bench: peers up on 127.0.0.1: %s" % ", ".join("%s:%d" % (n, ports[n]) for n in PEERS))
+        socat_peak = 0
+        for round_ in range(options.rounds):
+            order = PEERS[round_ % len(PEERS):] + PEERS[:round_ % len(PEERS)]
+            for name in order:
+                with Sampler(peers[name]) as sampler:
+                    run = dnsperf(ports[name], workdir, options.seconds)
+                if name == "socat":
+                    socat_peak = max(socat_peak, sampler.peak)
+                latency = dnsperf(ports[name], workdir, options.latency_seconds, rate=options.rate)
+                figures["throughput"][name].append({k: run[k] for k in ("qps", "sent", "lost")})
+                figures["rcodes"][name].append(run["rcodes"])
+                figures["latency"][name].extend(latency["latencies"])
+                log("bench: round %d %-8s %8.0f qps, lost %d; at %d qps median %.3f ms" % (
+                    round_ + 1, name, run["qps"], run["lost"], options.rate, 1000 * statistics.median(latency["latencies"])))
+        for name in PEERS:
+            figures["peak_rss_kib"][name] = socat_peak if name == "socat" else peers[name].hwm_kib()
+        figures["processes_after_dnsperf"] = {"socat": len(peers["socat"].pids())}
+
+        log("bench: flood against the relay: %d q/s for %d s, each query from a new socket" % (options.flood_rate, options.flood_seconds))
+        figures["flood"]["relay"] = run_flood(peers["relay"], options, options.flood_rate * options.flood_seconds, options.flood_seconds)
+        figures["flood"]["relay"]["hwm_kib"] = peers["relay"].hwm_kib()
+        peers["socat"].stop()  # a fresh socat: its tree holds the children of the dnsperf runs
+        peers["socat"].start()
+        log("bench: flood against socat: %d queries at %d q/s" % (options.socat_flood_count, options.flood_rate))
+        figures["flood"]["socat"] = run_flood(peers["socat"], options, options.socat_flood_count, options.flood_seconds)
+    finally:
+        for name in reversed(PEERS):
+            peers[name].stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    figures["load_after"] = os.getloadavg()
+    return summarize(figures)
+
+
+def summarize(figures):
+    """Medians, percentiles and ratios from the raw figures."""
+    rows = {}
+    for name in PEERS:
+        runs = figures["throughput"][name]
+        latencies = figures["latency"][name]
+        rows[name] = {
+            "qps": statistics.median(r["qps"] for r in runs), "qps_min": min(r["qps"] for r in runs),
+            "qps_max": max(r["qps"] for r in runs), "rounds": len(runs),
+            "loss": sum(r["lost"] for r in runs) / max(1, sum(r["sent"] for r in runs)),
+            "lat_avg": statistics.fmean(latencies), "lat_p50": statistics.median(latencies),
+            "lat_p99": percentile(latencies, 0.99), "lat_n": len(latencies),
+            "rss_kib": figures["peak_rss_kib"][name],
+        }
+    figures["rows"] = rows
+    relay_flood = figures["flood"]["relay"]["series"]
+    duration = relay_flood[-1][0]
+    early = [kib for t, kib in relay_flood if 5 <= t < 5 + duration / 4]
+    late = [kib for t, kib in relay_flood if t >= duration - duration / 4]
+    figures["flood"]["relay"]["growth_kib"] = (statistics.fmean(late) - statistics.fmean(early)) if early and late else 0.0
+    direct, relay, dnsdist = rows["direct"], rows["relay"], rows["dnsdist"]
+    figures["targets"] = [
+        ("throughput >= 0.5 x dnsdist", "%.2f x dnsdist" % (relay["qps"] / dnsdist["qps"]), relay["qps"] >= 0.5 * dnsdist["qps"]),
+        ("peak RSS <= 24 MiB at full load", "%.1f MiB" % (relay["rss_kib"] / MIB), relay["rss_kib"] <= 24 * MIB),
+        ("peak RSS <= 24 MiB during the flood", "%.1f MiB" % (figures["flood"]["relay"]["hwm_kib"] / MIB),
+         figures["flood"]["relay"]["hwm_kib"] <= 24 * MIB),
+        ("RSS flat during the flood (last quarter vs first, < 1 MiB)", "%+.0f KiB" % figures["flood"]["relay"]["growth_kib"],
+         abs(figures["flood"]["relay"]["growth_kib"]) < 1024),
+        ("added median latency at %d qps < 0.3 ms" % figures["options"]["rate"],
+         "%.3f ms" % (1000 * (relay["lat_p50"] - direct["lat_p50"])), relay["lat_p50"] - direct["lat_p50"] < 0.0003),
+    ]
+    return figures
+
+
+# Report -------------------------------------------------------------------------------------
+
+LABELS = {"direct": "unbound directly (ceiling)", "relay": "enva-dns-relay", "dnsdist": "dnsdist", "dnsmasq": "dnsmasq",
+          "socat": "socat-fork"}
+
+
+def ratio(value, base):
+    return "%.2f" % (value / base) if base else "-"
+
+
+def render_markdown(figures, chart_name):
+    """The generated body of the "## DNS relay" section."""
+    rows, options, versions_ = figures["rows"], figures["options"], figures["versions"]
+    direct, dnsdist = rows["direct"], rows["dnsdist"]
+    m = figures["machine"]
+    lines = [
+        "Measured %s on %s (%d CPUs, %d GiB), Debian %s, kernel %s. Load average before the run %s, after %s "
+        "(dnsperf, the peer and unbound share the %d CPUs)." % (
+            figures["date"], m["cpu"], m["cpus"], m["memory_gib"], m["debian"], m["kernel"],
+            " / ".join("%.2f" % x for x in figures["load_before"]), " / ".join("%.2f" % x for x in figures["load_after"]), m["cpus"]),
+        "",
+        "Versions: %s." % ", ".join(versions_[k] for k in ("relay", "direct", "dnsdist", "dnsmasq", "socat", "dnsperf")),
+        "",
+        "Everything runs on 127.0.0.1. The upstream of every peer is one unbound with a static local zone and no "
+        "recursion (`local-zone: \".\" refuse`, `outgoing-interface: 127.0.0.1`): no query leaves the machine. "
+        "\"× direct\" is the figure divided by unbound's own (queried directly, the ceiling), \"× dnsdist\" by dnsdist's.",
+        "",
+        "### Throughput and memory",
+        "",
+        "`dnsperf -c 4 -q 200 -l %d`, %d interleaved rounds (the peers' order rotates each round); median qps, "
+        "the rounds' range, queries lost over all rounds; peak RSS: VmHWM of the process (socat: the largest sum "
+        "of VmRSS over its process tree, sampled every 0.2 s)." % (options["seconds"], options["rounds"]),
+        "",
+        "| peer | qps (median) | range | × direct | × dnsdist | lost | peak RSS | RSS × direct | RSS × dnsdist |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in PEERS:
+        row = rows[name]
+        lines.append("| %s | %s | %s–%s | %s | %s | %.3f%% | %.1f MiB | %s | %s |" % (
+            LABELS[name], "{:,.0f}".format(row["qps"]), "{:,.0f}".format(row["qps_min"]), "{:,.0f}".format(row["qps_max"]),
+            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), 100 * row["loss"],
+            row["rss_kib"] / MIB, ratio(row["rss_kib"], direct["rss_kib"]), ratio(row["rss_kib"], dnsdist["rss_kib"])))
+    lines += [
+        "",
+        "### Latency at %s queries/s" % "{:,}".format(options["rate"]),
+        "",
+        "`dnsperf -c 4 -Q %d -l %d -v`, %d rounds, every answered query's latency pooled." % (
+            options["rate"], options["latency_seconds"], options["rounds"]),
+        "",
+        "| peer | queries | avg | median | p99 | added median | median × direct | median × dnsdist | p99 × direct | p99 × dnsdist |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in PEERS:
+        row = rows[name]
+        lines.append("| %s | %s | %.3f ms | %.3f ms | %.3f ms | %+.3f ms | %s | %s | %s | %s |" % (
+            LABELS[name], "{:,}".format(row["lat_n"]), 1000 * row["lat_avg"], 1000 * row["lat_p50"], 1000 * row["lat_p99"],
+            1000 * (row["lat_p50"] - direct["lat_p50"]), ratio(row["lat_p50"], direct["lat_p50"]),
+            ratio(row["lat_p50"], dnsdist["lat_p50"]), ratio(row["lat_p99"], direct["lat_p99"]), ratio(row["lat_p99"], dnsdist["lat_p99"])))
+    relay_flood, socat_flood = figures["flood"]["relay"], figures["flood"]["socat"]
+    lines += [
+        "",
+        "### Random-source-port flood",
+        "",
+        "`tests/bench/dnsflood.py`: each query from a new UDP socket (a new source port, as stub resolvers send them), "
+        "%d queries/s, each socket waits 1 s for its answer. The relay: %d s. socat: stopped after %s queries, since it "
+        "forks a process per source port and never reaps it (the CT 2017 incident); both watched %d s more. RSS sampled "
+        "every 0.5 s (socat: summed over its process tree)." % (
+            options["flood_rate"], options["flood_seconds"], "{:,}".format(options["socat_flood_count"]), options["settle_seconds"]),
+        "",
+        "| peer | queries | answered | RSS at start | peak RSS | RSS at end | processes at end |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, flood in (("relay", relay_flood), ("socat", socat_flood)):
+        series = [kib for _t, kib in flood["series"]]
+        lines.append("| %s | %s | %s (%.1f%%) | %.1f MiB | %.1f MiB | %.1f MiB | %d |" % (
+            LABELS[name], "{:,}".format(flood["sent"]), "{:,}".format(flood["answered"]), 100.0 * flood["answered"] / max(1, flood["sent"]),
+            series[0] / MIB, max(series) / MIB, series[-1] / MIB, flood["processes"]))
+    lines += [
+        "",
+        "The relay's RSS over the last quarter of the flood minus its RSS over the first quarter (after 5 s): %+.0f KiB. "
+        "socat grew by %.1f MiB for %s queries, about %.0f KiB per query, and kept it." % (
+            relay_flood["growth_kib"], (max(kib for _t, kib in socat_flood["series"]) - socat_flood["series"][0][1]) / MIB,
+            "{:,}".format(socat_flood["sent"]),
+            (max(kib for _t, kib in socat_flood["series"]) - socat_flood["series"][0][1]) / max(1, socat_flood["sent"])),
+        "",
+        "### Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---:|---|",
+    ]
+    for target, measured, met in figures["targets"]:
+        lines.append("| %s | %s | %s |" % (target, measured, "yes" if met else "**no**"))
+    lines += [
+        "",
+        "![DNS relay benchmark](%s)" % chart_name,
+        "",
+        "Reproduce: `make bench` (all benchmarks) or `.venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md` "
+        "(about 6 minutes; run it on a quiet machine, the load average is part of the record).",
+    ]
+    return "\n".join(lines)
+
+
+def render_chart(figures, path):
+    """docs/benchmarks-relay.png: throughput, latency, peak RSS, RSS during the flood."""
+    import matplotlib  # pylint: disable=import-outside-toplevel  # only the report needs it
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    rows = figures["rows"]
+    names = list(PEERS)
+    colors = {"direct": "#999999", "relay": "#1b7837", "dnsdist": "#2166ac", "dnsmasq": "#b2abd2", "socat": "#d6604d"}
+    labels = ["unbound\n(direct)", "relay", "dnsdist", "dnsmasq", "socat"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    ax = axes[0][0]
+    qps = [rows[n]["qps"] / 1000 for n in names]
+    err = [[rows[n]["qps"] / 1000 - rows[n]["qps_min"] / 1000 for n in names], [rows[n]["qps_max"] / 1000 - rows[n]["qps"] / 1000 for n in names]]
+    ax.bar(labels, qps, yerr=err, color=[colors[n] for n in names], capsize=4)
+    for index, name in enumerate(names):
+        ax.annotate("%.2f× dnsdist" % (rows[name]["qps"] / rows["dnsdist"]["qps"]), (index, qps[index]), ha="center",
+                    va="bottom", fontsize=8, xytext=(0, 6), textcoords="offset points")
+    ax.set_title("Throughput (dnsperf -c 4 -q 200), median of %d" % rows["relay"]["rounds"])
+    ax.set_ylabel("thousand queries/s")
+    ax = axes[0][1]
+    width = 0.38
+    positions = range(len(names))
+    ax.bar([p - width / 2 for p in positions], [1000 * rows[n]["lat_p50"] for n in names], width, label="median",
+           color=[colors[n] for n in names])
+    ax.bar([p + width / 2 for p in positions], [1000 * rows[n]["lat_p99"] for n in names], width, label="p99",
+           color=[colors[n] for n in names], alpha=0.45)
+    ax.set_xticks(list(positions))
+    ax.set_xticklabels(labels)
+    ax.set_title("Latency at %d queries/s (solid: median, light: p99)" % figures["options"]["rate"])
+    ax.set_ylabel("ms")
+    ax = axes[1][0]
+    ax.bar(labels, [rows[n]["rss_kib"] / MIB for n in names], color=[colors[n] for n in names])
+    ax.axhline(24, color="#1b7837", linestyle="--", linewidth=1)
+    ax.text(len(names) - 0.5, 24, "24 MiB target", ha="right", va="bottom", fontsize=8)
+    ax.set_title("Peak RSS under dnsperf load")
+    ax.set_ylabel("MiB")
+    ax = axes[1][1]
+    for name in ("relay", "socat"):
+        series = figures["flood"][name]["series"]
+        ax.plot([t for t, _kib in series], [kib / MIB for _t, kib in series], color=colors[name],
+                label="%s (%s queries)" % (LABELS[name], "{:,}".format(figures["flood"][name]["sent"])))
+    ax.set_yscale("log")
+    ax.set_title("RSS during the random-source-port flood (%d q/s)" % figures["options"]["flood_rate"])
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MiB (log)")
+    ax.legend(fontsize=8)
+    fig.suptitle("DNS relay vs peers, 127.0.0.1, %s, load before %.2f" % (figures["date"], figures["load_before"][0]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
