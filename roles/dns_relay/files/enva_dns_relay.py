@@ -282,7 +282,7 @@ def parse_endpoint(text, default_port=53):
     text = text.strip()
     host, port = text, None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _bracket, rest = text[1:].partition("]")
         if rest:
             if not rest.startswith(":"):
                 raise ConfigError("%r: expected [IPv6]:PORT" % text)
@@ -485,7 +485,7 @@ def read_config_file(path):
 
 def build_parser():
     """The command line; every option defaults to None so that we know which ones were given."""
-    head, _, body = __doc__.partition("\n\n")
+    head, _blank, body = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(prog="enva-dns-relay", description=head, epilog=body,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, (text, multi, _default, _convert) in OPTIONS.items():
@@ -777,7 +777,7 @@ class Relay:
                 if endpoint.label not in current:
                     what = "open a socket to upstream %s" % endpoint.label
                     fresh[endpoint.label] = upstream = Upstream(endpoint)
-                    for _ in range(UDP_SOCKETS_PER_UPSTREAM):
+                    for _slot in range(UDP_SOCKETS_PER_UPSTREAM):
                         upstream.sockets.append(self._open_upsocket(upstream))
         except OSError as exc:
             for sock in list(opened.values()) + [metrics_sock]:
@@ -858,7 +858,7 @@ class Relay:
         recvfrom = lsock.recvfrom
         cache = self.acl_cache
         query = self._query
-        for _ in BURST:
+        for _burst in BURST:
             try:
                 data, addr = recvfrom(MAX_QUERY + 1)
             except BlockingIOError:
@@ -974,7 +974,7 @@ class Relay:
         recv = usock.sock.recv
         inflight = self.inflight
         base = usock.base
-        for _ in BURST:
+        for _burst in BURST:
             try:
                 data = recv(MAX_ANSWER)
             except BlockingIOError:
@@ -1102,7 +1102,7 @@ class Relay:
     # TCP clients -----------------------------------------------------------------
 
     def _on_tcp_accept(self, lsock, _events):
-        for _ in BURST:
+        for _burst in BURST:
             if len(self.tcp_clients) >= self.max_tcp_clients:
                 self._pause_accept(True)
                 return

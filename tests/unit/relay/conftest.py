@@ -42,4 +42,3 @@ def relay_factory(tmp_path):
             process.proc.wait(WAIT)
         process.notify.close()
         assert "Traceback" not in process.log(), "the relay logged an internal error:\n" + process.log()
-

@@ -46,7 +46,7 @@ def wait_for(predicate, timeout=WAIT, interval=0.05, what="condition"):
 
 def free_port():
     """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(100):
+    for _attempt in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", 0))
             port = udp.getsockname()[1]
@@ -163,7 +163,7 @@ class ScriptedUpstream:
         self.received = []
         self.lock = threading.Lock()
         self.port = None
-        for _ in range(100):
+        for _attempt in range(100):
             self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.udp.bind(("127.0.0.1", 0))
             self.port = self.udp.getsockname()[1]
@@ -348,4 +348,3 @@ class RelayProcess:
                 self.proc.kill()
                 self.proc.wait(timeout)
         return self.proc.returncode
-

@@ -162,7 +162,7 @@ def test_tcp_pipelined_queries_are_answered_each_with_its_own_id(relay_factory, 
     with socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) as conn:
         conn.sendall(b"".join(tcp_frame(make_query("p%d.test." % i, qid=1000 + i)) for i in range(10)))
         answers = {}
-        for _ in range(10):
+        for _answer in range(10):
             got = read_tcp_message(conn)
             answers[int.from_bytes(got[:2], "big")] = first_address(got)
     assert answers == {1000 + i: "10.1.0.%d" % i for i in range(10)}
@@ -286,7 +286,7 @@ def test_malformed_queries_are_counted_never_forwarded_and_answered_formerr_or_d
 def test_garbage_floods_are_survived_and_counted(relay_factory, upstream):
     relay = relay_factory("--upstream", upstream.addr)
     rng = random.Random(1035)
-    garbage = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 600))) for _ in range(2000)]
+    garbage = [rng.randbytes(rng.randrange(0, 600)) for _message in range(2000)]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for wire in garbage:
             sock.sendto(wire, ("127.0.0.1", relay.port))
@@ -372,7 +372,7 @@ def test_sighup_rereads_the_config_and_keeps_queries_in_flight(relay_factory, up
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waiting:
         waiting.settimeout(WAIT)
         waiting.sendto(make_query("inflight.test.", qid=1), ("127.0.0.1", relay.port))
-        wait_for(lambda: old.queries(), what="the query at the old upstream")
+        wait_for(old.queries, what="the query at the old upstream")
         config.write_text("[relay]\nupstream = %s\n" % new.addr)
         relay.signal(signal.SIGHUP)
         relay.wait_message("READY=1", count=2)
@@ -417,7 +417,7 @@ def test_sigterm_answers_queries_in_flight_then_exits_cleanly(relay_factory, ups
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(WAIT)
         sock.sendto(make_query("last.test."), ("127.0.0.1", relay.port))
-        wait_for(lambda: up.queries(), what="the query at the upstream")
+        wait_for(up.queries, what="the query at the upstream")
         relay.signal(signal.SIGTERM)
         assert first_address(sock.recv(65535)) == "192.0.2.9"
     assert relay.proc.wait(WAIT) == 0
