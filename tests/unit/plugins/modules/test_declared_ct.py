@@ -289,15 +289,21 @@ def test_through_ansible_check_diff_then_for_real(site):
     assert again.returncode == 0 and "localhost | SUCCESS" in again.stdout
 
 
-@pytest.mark.skipif(not LAB_FILE.exists(), reason="the lab's sample file tests/lab/enva.yaml is not there yet")
 def test_lab_sample_file_2017_to_2048_changes_exactly_its_memory_line(tmp_path):
     path = tmp_path / "enva.yaml"
     shutil.copyfile(LAB_FILE, path)
     before = path.read_bytes()
+    checked = ansible("-a", "file=%s vmid=2017 memory=2048" % path, "--check", "--diff", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert [line for line in checked.stdout.splitlines() if line.startswith(("-", "+"))] == [
+        "--- before: %s" % path, "+++ after: %s" % path, "-    memory: 1024", "+    memory: 2048"]
+    assert path.read_bytes() == before
     kind, result = run_main(file=str(path), vmid=2017, memory=2048)
-    assert kind is ExitJson and result["changed"] is True
+    assert kind is ExitJson and result["changed"] is True and result["path_found"] == "containers[0]"
     ((number, old, new),) = changed_lines(before, path.read_bytes())
-    assert old.replace(b"1024", b"2048", 1) == new and old.lstrip().startswith(b"memory: 1024")
+    assert (old, new) == (b"    memory: 1024\n", b"    memory: 2048\n")
+    entry_lines = before.decode().splitlines()[result["line"] - 1:number]
+    assert not any(line.startswith("  - ") for line in entry_lines[1:])      # the line is in 2017's own entry
     assert result["entry"]["before"]["memory"] == 1024 and result["memory_mb"] == 2048
 
 
