@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The PVE API lab: an HTTPS server on loopback that speaks the part of Proxmox VE's /api2/json the
 collection uses, backed by the lab's CTs.
 
@@ -1385,7 +1384,7 @@ def serve(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("serve", "init"):
         command = sub.add_parser(name)

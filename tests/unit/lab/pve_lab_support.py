@@ -225,4 +225,3 @@ def wait_for(predicate, seconds=10.0, step=0.05):
         time.sleep(step)
         value = predicate()
     return value
-
