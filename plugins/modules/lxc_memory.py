@@ -63,6 +63,7 @@ options:
     description:
       - Only change the CT if its configuration still has this digest (as returned in RV(digest) by an
         earlier run, or by C(GET .../config)). PVE refuses the change otherwise.
+      - A configuration whose digest differs fails the task also when nothing needs to change, and in check mode.
       - Omitted means the digest of the configuration the module just read.
     type: str
 extends_documentation_fragment:

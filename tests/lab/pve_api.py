@@ -40,6 +40,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -596,10 +597,13 @@ class CtCgroup:
                 "maxswap": counters["swap_limit_bytes"]}
 
     def pid(self):
-        """The lowest PID in the CT's cgroup (its init), or None."""
+        """The lowest PID in the CT's cgroup tree (its init, which systemd in the CT may have moved into a
+        child such as ``ns/init.scope``), or None."""
         pids = []
-        for directory in (self.path, self.path / "ns"):
-            text = cgroup_memory._read(str(directory / "cgroup.procs")) or ""  # pylint: disable=protected-access
+        for directory, subdirs, _files in os.walk(self.path):
+            if len(Path(directory).relative_to(self.path).parts) >= 3:
+                subdirs.clear()
+            text = cgroup_memory._read(os.path.join(directory, "cgroup.procs")) or ""  # pylint: disable=protected-access
             pids.extend(int(item) for item in text.split() if item.isdigit())
         return min(pids) if pids else None
 
@@ -841,6 +845,7 @@ def make_synthetic(directory, cts, node_count):
     wanted = {"cts": cts, "nodes": node_count}
     if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) == wanted:
         return directory
+    shutil.rmtree(directory / "nodes", ignore_errors=True)
     for index in range(cts):
         vmid = 10000 + index
         name = "pve%d" % (index % node_count + 1)

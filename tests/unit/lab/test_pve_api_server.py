@@ -322,6 +322,11 @@ def test_status_current_reads_the_cgroup(lab):
     lab.lab.add_ct(2017, memory=1024, swap=512, used_mib=300)
     data = call(lab, "GET", "/nodes/pve1/lxc/2017/status/current")[2]["data"]
     assert (data["status"], data["maxmem"], data["maxswap"], data["mem"]) == ("running", 1024 * MIB, 512 * MIB, 300 * MIB)
+    init_scope = lab.lab.cgroup_dir(2017) / "ns" / "init.scope"
+    init_scope.mkdir(parents=True)
+    (init_scope / "cgroup.procs").write_text("4242\n")
+    (lab.lab.cgroup_dir(2017) / "ns" / "cgroup.procs").write_text("5000\n5001\n")
+    assert call(lab, "GET", "/nodes/pve1/lxc/2017/status/current")[2]["data"]["pid"] == 4242
     (lab.lab.cgroup_dir(2017) / "memory.limit_in_bytes").write_text("%d\n" % (777 * MIB))
     assert call(lab, "GET", "/nodes/pve1/lxc/2017/status/current")[2]["data"]["maxmem"] == 777 * MIB
     lab.lab.add_ct(2018, memory=256, running=False)
@@ -393,3 +398,13 @@ def test_synthetic_cluster_of_1000_cts_in_one_call(tmp_path):
     running = next(item for item in cts if item["status"] == "running")
     assert 0 < running["mem"] < running["maxmem"]
     assert (tmp_path / "labdir" / "synthetic" / "nodes" / "pve2" / "cgroup" / "lxc").is_dir()
+
+
+def test_synthetic_tree_is_made_once_per_size(tmp_path):
+    lab_api.make_synthetic(tmp_path, 20, 2)
+    stamp = (tmp_path / "nodes" / "pve1" / "lxc" / "10000.conf").stat().st_mtime_ns
+    lab_api.make_synthetic(tmp_path, 20, 2)
+    assert (tmp_path / "nodes" / "pve1" / "lxc" / "10000.conf").stat().st_mtime_ns == stamp
+    lab_api.make_synthetic(tmp_path, 5, 1)
+    assert sorted(path.name for path in (tmp_path / "nodes").iterdir()) == ["pve1"]
+    assert len(list((tmp_path / "nodes" / "pve1" / "lxc").iterdir())) == 5
