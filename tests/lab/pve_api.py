@@ -25,7 +25,7 @@ What it is made of (stdlib only, runs with the system python3):
 On first start it makes ``<labdir>/pki`` (a lab CA ``pve-root-ca.pem`` and a server certificate for
 127.0.0.1/localhost, with the openssl CLI) and ``<labdir>/api/credentials.json`` (root@pam's password, the
 tokens ``enva@pve!ansible`` (VM.Audit, VM.Config.Memory, Sys.Audit) and ``enva@pve!readonly`` (VM.Audit,
-Sys.Audit)). Each request is logged (method, path, status, who; never a secret) to ``<labdir>/log/pve-api.log``.
+Sys.Audit)). Each request is logged (method, path, status, who; never a secret) to ``<labdir>/log/pve_api.log``.
 """
 
 from __future__ import annotations
@@ -1347,7 +1347,7 @@ def make_server(args):
     tls.load_cert_chain(str(cert), str(key))
     lab = build_lab(args)
     server = ApiServer(parse_listen(args.listen), lab, Schema(), Access(credentials, secret),
-                       args.log or labdir / "log" / "pve-api.log", tls)
+                       args.log or labdir / "log" / "pve_api.log", tls)
     der = ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="ascii"))
     digest = hashlib.sha256(der).hexdigest().upper()
     server.fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
@@ -1400,7 +1400,7 @@ def main(argv=None):
     serve_cmd.add_argument("--cgroup-root", default="/sys/fs/cgroup")
     serve_cmd.add_argument("--config-dir", help="CT configs (default <labdir>/etc/pve/lxc)")
     serve_cmd.add_argument("--labctl", default=str(LABCTL), help="what status/start and status/stop run")
-    serve_cmd.add_argument("--log", help="request log (default <labdir>/log/pve-api.log)")
+    serve_cmd.add_argument("--log", help="request log (default <labdir>/log/pve_api.log)")
     serve_cmd.add_argument("--rrd-step", type=float, default=60.0, help="seconds between rrd samples")
     serve_cmd.add_argument("--synthetic-cts", type=int, default=0, help="serve N generated CTs instead of the lab's")
     serve_cmd.add_argument("--nodes", type=int, default=1, help="nodes of the synthetic cluster")

@@ -122,7 +122,7 @@ class LabServer:
         self.port = int(line.split("https://127.0.0.1:", 1)[1].split("/", 1)[0])
         self.credentials = json.loads((lab.labdir / "api" / "credentials.json").read_text())
         self.ca_path = str(lab.labdir / "pki" / "pve-root-ca.pem")
-        self.log_path = lab.labdir / "log" / "pve-api.log"
+        self.log_path = lab.labdir / "log" / "pve_api.log"
 
     def token(self, name):
         return self.credentials["tokens"]["enva@pve!%s" % name]["secret"]
