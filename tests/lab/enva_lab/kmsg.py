@@ -1,0 +1,115 @@
+"""The kernel log copy: every ``/dev/kmsg`` record appended to ``<labdir>/log/kern.log`` the way
+``journalctl -k -o short-iso-precise`` prints it on a PVE 8 node (systemd 252):
+``2024-11-24T00:35:38.412345+0100 pve1 kernel: Memory cgroup out of memory: Killed process ...``.
+
+The host has no journald and dmesg's ring buffer wraps during a big OOM dump (the task dump
+of 5,000 socat pushes the event's header out), so a follower started by ``labctl up`` reads
+``/dev/kmsg`` as journald does and keeps every line. It remembers the last sequence number it
+wrote, so a restarted follower continues where it stopped without repeating lines.
+"""
+
+import errno
+import os
+import re
+import select
+import signal
+import time
+
+from enva_lab import journal, settings
+
+_SYSLOG_IDENT = re.compile(r"^([^\s\[:]+)(?:\[(\d+)\])?: (.*)$", re.S)
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+class Record:
+    """One ``/dev/kmsg`` record."""
+
+    def __init__(self, sequence, monotonic_usec, facility, level, message):
+        self.sequence = sequence
+        self.monotonic_usec = monotonic_usec
+        self.facility = facility
+        self.level = level
+        self.message = message
+
+
+def parse_record(data):
+    """A Record from one ``read()`` of ``/dev/kmsg``: ``PRI,SEQ,USEC,FLAGS[,...];MESSAGE`` then
+    `` KEY=VALUE`` lines; the message's ``\\xNN`` escapes are undone. None for anything else."""
+    head, sep, rest = data.partition(b";")
+    if not sep:
+        return None
+    fields = head.split(b",")
+    try:
+        priority, sequence, usec = int(fields[0]), int(fields[1]), int(fields[2])
+    except (IndexError, ValueError):
+        return None
+    message = rest.split(b"\n", 1)[0]
+    message = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), message)
+    return Record(sequence, usec, priority >> 3, priority & 7, message.decode("utf-8", "replace"))
+
+
+def render(record, boot_epoch_usec, tz=None):
+    """The ``journalctl -k -o short-iso-precise`` line for a record (journald's identifier rules:
+    ``kernel`` for the kernel facility, else the ``ident[pid]:`` prefix of the message)."""
+    ident, message = "kernel", record.message
+    if record.facility != 0:
+        match = _SYSLOG_IDENT.match(message)
+        if match:
+            ident = "%s[%s]" % (match.group(1), match.group(2)) if match.group(2) else match.group(1)
+            message = match.group(3)
+    stamp = journal.timestamp(boot_epoch_usec + record.monotonic_usec, "short-iso-precise", tz)
+    prefix = "%s %s %s: " % (stamp, settings.NODE, ident)
+    return prefix + message.replace("\n", "\n" + " " * len(prefix))   # journalctl indents continuation lines
+
+
+def boot_epoch_usec():
+    """Wall-clock time of the kernel's monotonic zero, in microseconds (what kmsg times count from)."""
+    realtime = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    monotonic = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return (realtime - monotonic) // 1000
+
+
+def follow(kern_log, seq_file, device="/dev/kmsg"):
+    """Append every new kernel record to ``kern_log`` until SIGTERM (the follower's main loop)."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    last = None
+    try:
+        with open(seq_file) as handle:
+            last = int(handle.read().strip())
+    except (OSError, ValueError):
+        pass
+    fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    if last is None:
+        os.lseek(fd, 0, os.SEEK_END)     # a first start copies what happens from now on
+    boot = boot_epoch_usec()
+    with open(kern_log, "a", encoding="utf-8") as out:
+        while not stopping:
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.5)
+            except InterruptedError:
+                continue
+            if not ready:
+                continue
+            lines = []
+            while True:
+                try:
+                    data = os.read(fd, 8192)
+                except BlockingIOError:
+                    break
+                except OSError as error:
+                    if error.errno == errno.EPIPE:      # records were overwritten before we read them
+                        continue
+                    raise
+                record = parse_record(data)
+                if record is None or (last is not None and record.sequence <= last):
+                    continue
+                lines.append(render(record, boot) + "\n")
+                last = record.sequence
+            if lines:
+                out.write("".join(lines))
+                out.flush()
+                with open(seq_file + ".new", "w") as handle:
+                    handle.write("%d\n" % last)
+                os.replace(seq_file + ".new", seq_file)
+    os.close(fd)

@@ -1,0 +1,136 @@
+"""The lab's fixed facts (docs/development.md, "The lab's fixed facts") and where its files live."""
+
+import os
+from pathlib import Path
+
+NODE = "pve1"
+BRIDGE = "vmbr0"
+BRIDGE_ALIAS = "enva-lab"              # marks the bridge as the lab's (``ip link set vmbr0 alias``)
+SUBNET = "10.217.0.0/24"
+HOST_IP = "10.217.0.1"
+PREFIX = 24
+DNS_IP = "10.217.0.53"                 # the SiNS stand-in (unbound), a second address on the bridge
+DNS_PORT = 53
+ZONE = "lab.enva.test"
+API_LISTEN = "127.0.0.1:8006"
+HAPROXY_VMID = 2017
+ORDINARY_VMIDS = range(2101, 2200)     # ordinary CTs: 2101 -> 10.217.0.101, ...
+HWADDR_PREFIX = "BC:24:11"             # Proxmox's OUI, as PVE gives CTs
+PVE_PID_MAX = 4194304                  # what systemd sets on every PVE node (50-pid-max.conf)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+LXC_CGROUP_PARENTS = ("lxc", "lxc.monitor", "lxc.pivot")   # LXC leaves these behind, empty
+RELEASE = "bookworm"
+ARCH = "amd64"
+CT_PACKAGES = ("python3", "openssh-server", "rsyslog", "haproxy", "socat", "iproute2", "procps")
+
+CHECKOUT = Path(__file__).resolve().parents[3]
+SAMPLE = CHECKOUT / "tests" / "lab" / "enva.yaml"
+PVE_API_SCRIPT = CHECKOUT / "tests" / "lab" / "pve_api.py"
+
+
+def lab_dir():
+    """The lab's state directory: ``$ENVA_LAB_DIR`` or ``/var/lib/enva-lab``."""
+    return Path(os.environ.get("ENVA_LAB_DIR") or "/var/lib/enva-lab")
+
+
+def cache_dir():
+    """The rootfs cache, kept by ``down`` and removed by ``down --purge``."""
+    return Path(os.environ.get("ENVA_LAB_CACHE") or "/var/cache/enva-lab")
+
+
+class Layout:
+    """Every path under the lab directory, in one place."""
+
+    def __init__(self, root=None, cache=None):
+        self.root = Path(root) if root else lab_dir()
+        self.cache = Path(cache) if cache else cache_dir()
+
+    @property
+    def declared(self):
+        """The lab's copy of the declared file; playbooks edit it, the CTs are built from it."""
+        return self.root / "enva.yaml"
+
+    @property
+    def state(self):
+        return self.root / "state.json"
+
+    @property
+    def pve_lxc(self):
+        return self.root / "etc" / "pve" / "lxc"
+
+    def pve_conf(self, vmid):
+        return self.pve_lxc / ("%d.conf" % vmid)
+
+    @property
+    def lxcpath(self):
+        """LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc."""
+        return self.root / "lxc"
+
+    def lxc_config(self, vmid):
+        return self.lxcpath / str(vmid) / "config"
+
+    def ct_dir(self, vmid):
+        return self.root / "ct" / str(vmid)
+
+    def ct_delta(self, vmid):
+        """The CT's writable overlay layer over the cached rootfs."""
+        return self.ct_dir(vmid) / "delta"
+
+    def ct_built(self, vmid):
+        """Written last when a CT's layer is complete; a layer without it is rebuilt."""
+        return self.ct_dir(vmid) / "built"
+
+    @property
+    def journal(self):
+        return self.root / "journal"
+
+    def journal_file(self, vmid):
+        return self.journal / ("pve-container@%d.jsonl" % vmid)
+
+    @property
+    def log(self):
+        return self.root / "log"
+
+    @property
+    def kern_log(self):
+        return self.log / "kern.log"
+
+    @property
+    def run(self):
+        return self.root / "run"
+
+    def pidfile(self, name):
+        return self.run / ("%s.pid" % name)
+
+    def ct_stderr(self, vmid):
+        """lxc-start's stderr, where PVE's unit puts it (/run/pve/ct-VMID.stderr)."""
+        return self.run / ("ct-%d.stderr" % vmid)
+
+    @property
+    def dns(self):
+        return self.root / "dns"
+
+    @property
+    def ssh(self):
+        return self.root / "ssh"
+
+    @property
+    def ssh_key(self):
+        return self.ssh / "id_ed25519"
+
+    @property
+    def pki(self):
+        return self.root / "pki"
+
+    @property
+    def base(self):
+        """The cached, provisioned Debian 12 rootfs every CT's overlay sits on."""
+        return self.cache / "base" / ("%s-%s" % (RELEASE, ARCH))
+
+    @property
+    def base_rootfs(self):
+        return self.base / "rootfs"
+
+    @property
+    def base_stamp(self):
+        return self.base / "stamp.json"
