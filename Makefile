@@ -7,21 +7,21 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Stages of `make test`, in order (each is also a target of its own).
-TEST_STAGES := lint sanity unit molecule
+TEST_STAGES := lint sanity unit labtest molecule
 
-.PHONY: help setup test lint sanity unit molecule demo bench build changelog freeze clean
+.PHONY: help setup test lint sanity unit labtest molecule demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
 	@echo "make demo      the main job on the lab: reproduce the CT 2017 OOM, fix it, prove it"
 	@echo "make test      setup, then: $(TEST_STAGES); one summary"
-	@echo "make lint | sanity | unit | molecule   one stage of make test"
+	@echo "make lint | sanity | unit | labtest | molecule   one stage of make test"
 	@echo "make bench     benchmarks (relay vs peers, ...) -> docs/benchmarks.md"
 	@echo "make build     ansible-galaxy collection build -> build/"
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit molecule demo bench build changelog: setup
+lint sanity unit labtest molecule demo bench build changelog: setup
 endif
 
 setup:
@@ -38,6 +38,10 @@ sanity:
 
 unit:
 	tools/pytest.sh -m "not lab"
+
+# Tests that need root and the real lab (tests/lab/labctl): up, reproduce the OOM, down.
+labtest:
+	tools/pytest.sh -m lab
 
 molecule:
 	tools/molecule.sh
