@@ -290,8 +290,15 @@ def run(module, api):
                           "after_header": "%s: nodes/%s/lxc/%d.conf" % (where, node, vmid)}
     if not changes or module.check_mode:
         return result
-    api.put(base + "/config", "set %s of %s" % (" and ".join(sorted(changes)), where), privilege=PRIVILEGE,
-            digest=digest, **changes)
+    try:
+        api.put(base + "/config", "set %s of %s" % (" and ".join(sorted(changes)), where), privilege=PRIVILEGE,
+                digest=digest, **changes)
+    except PveApiError as error:
+        if "Device or resource busy" in str(error):
+            raise Refusal("%s The CT uses more memory than the new limit and the kernel could not reclaim enough"
+                          " (EBUSY); nothing was changed. Free memory in the CT or choose a larger size."
+                          % error)
+        raise
     written = api.get(base + "/config", "read back the config of %s" % where, current=1)
     result["digest"] = written["digest"]
     if config_sizes(written) != after:

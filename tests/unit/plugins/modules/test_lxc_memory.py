@@ -114,6 +114,8 @@ def test_lowering_below_usage_is_refused_unless_forced(lab):
     assert "Cannot set memory of CT 2017 on node pve1: PVE refused the parameters (400 Parameter verification" in msg
     assert "memory: unable to hotplug memory: unable to write '%s/memory.limit_in_bytes' - Device or resource busy" % (
         lab.lab.cgroup_dir(2017)) in msg
+    assert msg.endswith("the kernel could not reclaim enough (EBUSY); nothing was changed. Free memory in the CT or"
+                        " choose a larger size.")
     assert "memory: 1024\n" in lab.lab.config_path(2017).read_text()
     # Lowering to what still fits works without force.
     assert ok(lab, vmid=2017, node="pve1", memory=700)["after"]["memory"] == 700
