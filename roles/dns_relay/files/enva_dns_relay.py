@@ -104,6 +104,7 @@ import errno
 import ipaddress
 import logging
 import os
+import resource
 import select
 import signal
 import socket
@@ -676,6 +677,19 @@ class MetricsClient:
         self.since = now
 
 
+def raise_fd_limit(settings):
+    """Raise the soft RLIMIT_NOFILE to what the limits can use (each TCP query has its own upstream connection)."""
+    needed = (settings.max_inflight + settings.max_tcp_clients + UDP_SOCKETS_PER_UPSTREAM * len(settings.upstream)
+              + 2 * len(settings.listen) + METRICS_CLIENTS + 64)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < needed:
+        LOG.warning("only %d file descriptors (hard limit); TCP queries beyond that get SERVFAIL", wanted)
+
+
 def open_listener(kind, endpoint):
     """A bound, non-blocking UDP or TCP listening socket."""
     sock = socket.socket(endpoint.family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
@@ -819,6 +833,7 @@ class Relay:
         self.max_tcp_clients = settings.max_tcp_clients
         LOG.setLevel(settings.log_level.upper())
         self.log_queries = settings.log_level == "debug"
+        raise_fd_limit(settings)
         open_to_all = [str(n) for n in self.allow if n.prefixlen == 0]
         if open_to_all:
             LOG.warning("allow includes %s: this relay answers anyone who can reach it", ", ".join(open_to_all))
@@ -1054,6 +1069,8 @@ class Relay:
         retired = self.retired
         while retired and retired[0][0] <= now:
             self._unregister(retired.popleft()[1].sock)
+        if self.accept_paused and len(self.tcp_clients) < self.max_tcp_clients and not self.stopping:
+            self._pause_accept(False)
         if self.tcp_clients:
             idle = now - self.tcp_idle_timeout
             for conn in [c for c in self.tcp_clients if c.last < idle and not c.pending]:
@@ -1110,9 +1127,10 @@ class Relay:
                 sock, peer = lsock.accept()
             except BlockingIOError:
                 return
-            except OSError as exc:
+            except OSError as exc:  # EMFILE and the like: the connection stays queued; retry on the next tick
                 self.events["tcp:accept-error"] += 1
                 LOG.debug("accept: %s", exc)
+                self._pause_accept(True)
                 return
             sock.setblocking(False)
             allowed = self.acl_cache.get(peer[0])
@@ -1123,6 +1141,7 @@ class Relay:
             self._register(sock, EPOLLIN, self._on_tcp_client, conn)
 
     def _pause_accept(self, pause):
+        """Stop (or resume) polling the TCP listeners; connections wait in the kernel's backlog meanwhile."""
         if pause == self.accept_paused:
             return
         self.accept_paused = pause
@@ -1130,7 +1149,7 @@ class Relay:
             if kind == "tcp":
                 self.epoll.modify(sock.fileno(), 0 if pause else EPOLLIN)
         if pause:
-            LOG.warning("%d TCP clients: not accepting more until one leaves", len(self.tcp_clients))
+            LOG.warning("%d TCP clients: not accepting more for now", len(self.tcp_clients))
 
     def _on_tcp_client(self, conn, events):
         if events & EPOLLOUT:
@@ -1214,8 +1233,6 @@ class Relay:
         conn.closed = True
         self.tcp_clients.discard(conn)
         self._unregister(conn.sock)
-        if self.accept_paused and len(self.tcp_clients) < self.max_tcp_clients:
-            self._pause_accept(False)
 
     # TCP to upstreams ------------------------------------------------------------
 
@@ -1223,7 +1240,13 @@ class Relay:
         rand = self._random3()
         key = self.next_index << 16 | rand[0] << 8 | rand[1]
         self.next_index += 1
-        sock = socket.socket(upstream.endpoint.family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(upstream.endpoint.family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors: a local problem, not the upstream's
+            self.events["servfail:no-socket"] += 1
+            LOG.debug("TCP socket for %s: %s", upstream.label, exc)
+            self._finish(pending, synthesize(pending.query, SERVFAIL, HEADER_LEN + len(pending.question)))
+            return
         sock.setblocking(False)
         err = sock.connect_ex(upstream.endpoint.sockaddr)
         upstream.queries += 1
@@ -1311,7 +1334,12 @@ class Relay:
     def _on_metrics_accept(self, _obj, _events):
         try:
             sock, _peer = self.metrics_sock.accept()
-        except OSError:
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EMFILE: refuse it rather than spin on a listener that stays readable
+            LOG.warning("metrics: accept failed (%s); closing the metrics endpoint until the next reload", exc)
+            self._unregister(self.metrics_sock)
+            self.metrics_sock = self.metrics_label = None
             return
         if len(self.metrics_clients) >= METRICS_CLIENTS:
             sock.close()
@@ -1522,6 +1550,7 @@ def resident_bytes():
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    setup_logging("info")
     try:
         settings = load_settings(args)
     except ConfigError as exc:
@@ -1530,7 +1559,6 @@ def main(argv=None):
     if args.check_config:
         sys.stdout.write(settings.to_ini())
         return 0
-    setup_logging(settings.log_level)
     try:
         relay = Relay(settings, loader=lambda: load_settings(args))
     except OSError as exc:

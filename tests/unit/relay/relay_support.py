@@ -97,10 +97,18 @@ def question_len(wire):
     return pos + 5 - 12
 
 
+def udp_client(source="127.0.0.1", timeout=WAIT):
+    """A UDP socket bound to ``source`` (never the wildcard: then it cannot catch answers meant for
+    another test's closed socket on 127.0.0.2, where the floods come from)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.settimeout(timeout)
+    return sock
+
+
 def ask_udp(port, wire, timeout=WAIT):
     """Send one datagram from a fresh socket; the first answer (bytes) or None on timeout."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
+    with udp_client(timeout=timeout) as sock:
         sock.sendto(wire, ("127.0.0.1", port))
         try:
             return sock.recv(65535)
@@ -161,6 +169,7 @@ class ScriptedUpstream:
     def __init__(self, behave=answer):
         self.behave = behave
         self.received = []
+        self.strays = []
         self.lock = threading.Lock()
         self.port = None
         for _attempt in range(100):
@@ -215,9 +224,7 @@ class ScriptedUpstream:
             key.fileobj.recv(64)
         elif key.data == "udp":
             data, addr = self.udp.recvfrom(65535)
-            with self.lock:
-                self.received.append(("udp", data, addr))
-            self._schedule(self.behave(data, "udp"), addr)
+            self._received("udp", data, addr, addr)
         elif key.data == "accept":
             conn, _peer = self.tcp.accept()
             self.buffers[conn] = b""
@@ -234,10 +241,17 @@ class ScriptedUpstream:
             while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
                 size = int.from_bytes(buf[:2], "big")
                 data, buf = buf[2:2 + size], buf[2 + size:]
-                with self.lock:
-                    self.received.append(("tcp", data, conn.getpeername()))
-                self._schedule(self.behave(data, "tcp"), conn)
+                self._received("tcp", data, conn.getpeername(), conn)
             self.buffers[conn] = buf
+
+    def _received(self, kind, data, addr, target):
+        if len(data) < 12 or data[2] & 0x80:  # not a query: a stray datagram, not ours to answer
+            with self.lock:
+                self.strays.append(data)
+            return
+        with self.lock:
+            self.received.append((kind, data, addr))
+        self._schedule(self.behave(data, kind), target)
 
     def _send(self, reply, target):
         try:
@@ -268,15 +282,22 @@ METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 class RelayProcess:
     """``python enva_dns_relay.py --listen 127.0.0.1:PORT ...``, ready once it sent READY=1."""
 
-    def __init__(self, tmp_path, args, env=None, metrics=True, port=None):
+    def __init__(self, tmp_path, args, env=None, metrics=True):
         self.tmp_path = tmp_path
-        self.port = port or free_port()
-        self.metrics_port = free_port() if metrics else None
-        self.notify_path = tmp_path / ("notify-%d.sock" % self.port)
+        self.messages = []
+        for _attempt in range(5):  # free_port() can race with another process taking the port
+            self.port = free_port()
+            self.metrics_port = free_port() if metrics else None
+            if self._start(args, env, metrics):
+                return
+        pytest.fail("the relay could not bind a free port in 5 attempts:\n%s" % self.log())
+
+    def _start(self, args, env, metrics):
+        """Start and wait for READY=1; False if the relay lost a race for its port."""
+        self.notify_path = self.tmp_path / ("notify-%d.sock" % self.port)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
-        self.messages = []
-        self.log_path = tmp_path / ("relay-%d.log" % self.port)
+        self.log_path = self.tmp_path / ("relay-%d.log" % self.port)
         command = [sys.executable, str(RELAY), "--listen", "127.0.0.1:%d" % self.port]
         if metrics:
             command += ["--metrics", str(self.metrics_port)]
@@ -287,7 +308,17 @@ class RelayProcess:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environ)
         self.pid = self.proc.pid
-        self.wait_message("READY=1", what="READY=1 from the relay (log: %s)" % self.log_path)
+
+        def ready_or_exited():
+            return self.proc.poll() is not None or "READY=1" in "\n".join(self.read_messages()).split("\n")
+        wait_for(ready_or_exited, what="READY=1 from the relay (log: %s)" % self.log_path)
+        if self.proc.poll() is None:
+            return True
+        if "Address already in use" in self.log():
+            self.notify.close()
+            return False
+        pytest.fail("relay exited with %s:\n%s" % (self.proc.returncode, self.log()))
+        return False
 
     def read_messages(self, timeout=0.1):
         """Collect sd_notify datagrams that arrived (waiting up to ``timeout`` for the first)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import configparser
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import pytest
 
 from ansible_collections.enva.pve.tests.unit.relay.relay_support import (
     RELAY, WAIT, Reply, answer, ask_udp, free_port, make_answer, make_query, question_len, read_tcp_message,
-    silent, tcp_frame, wait_for, with_id,
+    silent, tcp_frame, udp_client, wait_for, with_id,
 )
 
 PROBE_QUESTION = b"\x00\x00\x02\x00\x01"  # ". IN NS"
@@ -82,7 +84,7 @@ def test_each_forwarded_query_gets_a_fresh_id_and_a_random_source_port(relay_fac
 def test_concurrent_clients_with_the_same_id_are_never_mixed_up(relay_factory, upstream_factory):
     jitter = random.Random(5)
 
-    def numbered(query, transport):
+    def numbered(query, transport):  # answers out of order
         index = int(dns.message.from_wire(query).question[0].name.labels[0][1:])
         return [Reply(make_answer(query, "10.0.%d.%d" % (index // 250, index % 250)), delay=jitter.uniform(0, 0.3))]
 
@@ -90,8 +92,7 @@ def test_concurrent_clients_with_the_same_id_are_never_mixed_up(relay_factory, u
     relay = relay_factory("--upstream", up.addr)
     clients = []
     for index in range(200):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.settimeout(WAIT)
+        sock = udp_client()
         sock.sendto(make_query("c%d.test." % index, qid=7), ("127.0.0.1", relay.port))
         clients.append(sock)
     try:
@@ -189,6 +190,43 @@ def test_idle_tcp_clients_are_closed_and_the_connection_count_is_bounded(relay_f
             sock.close()
 
 
+def test_running_out_of_file_descriptors_means_servfail_not_a_crash(relay_factory, upstream_factory):
+    up = upstream_factory(lambda q, t: [Reply(make_answer(q), delay=0.5)])
+    relay = relay_factory("--upstream", up.addr, "--timeout", "10")
+    resource.prlimit(relay.pid, resource.RLIMIT_NOFILE, (40, 40))  # each TCP query needs a socket to the upstream
+    rcodes = collections.Counter()
+    conns = [socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) for _conn in range(4)]
+    try:
+        for index, conn in enumerate(conns):
+            conn.sendall(b"".join(tcp_frame(make_query("fd%d.test." % i, qid=100 * index + i)) for i in range(16)))
+        for conn in conns:
+            for _answer in range(16):
+                rcodes[rcode_of(read_tcp_message(conn))] += 1
+    finally:
+        for conn in conns:
+            conn.close()
+    assert rcodes[dns.rcode.NOERROR] > 0 and rcodes[dns.rcode.SERVFAIL] > 0
+    assert sum(rcodes.values()) == 64, "every query got an answer"
+    assert relay.metric('servfail_total{reason="no-socket"}') == rcodes[dns.rcode.SERVFAIL]
+    assert rcode_of(ask_udp(relay.port, make_query("after.test."))) == 0
+
+
+def test_out_of_descriptors_for_accept_the_connections_wait_and_are_served_later(relay_factory, upstream):
+    relay = relay_factory("--upstream", upstream.addr, "--tcp-idle-timeout", "0.3")
+    resource.prlimit(relay.pid, resource.RLIMIT_NOFILE, (26, 26))
+    conns = [socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) for _conn in range(16)]
+    try:
+        for index, conn in enumerate(conns):
+            conn.sendall(tcp_frame(make_query("acc%d.test." % index, qid=index)))
+        for index, conn in enumerate(conns):  # served ones go idle and are closed, which frees descriptors
+            got = read_tcp_message(conn)  # SERVFAIL when no descriptor was left for the upstream connection
+            assert got[:2] == index.to_bytes(2, "big") and rcode_of(got) in (dns.rcode.NOERROR, dns.rcode.SERVFAIL)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert relay.metric('tcp_total{reason="accept-error"}') > 0
+
+
 # Timeouts, failover, health -------------------------------------------------------------------
 
 def test_no_answer_means_servfail_after_each_upstream_was_tried(relay_factory, upstream_factory):
@@ -198,7 +236,7 @@ def test_no_answer_means_servfail_after_each_upstream_was_tried(relay_factory, u
     got = ask_udp(relay.port, query)
     assert got[:2] == b"\x51\x50" and rcode_of(got) == dns.rcode.SERVFAIL
     assert got[12:] == query[12:12 + question_len(query)], "the question is echoed"
-    assert len(first.queries()) == 1 and len(second.queries()) == 1
+    wait_for(lambda: len(first.queries()) == 1 and len(second.queries()) == 1, what="one try at each upstream")
     metrics = relay.metrics()
     assert metrics['enva_dns_relay_upstream_timeouts_total{upstream="%s"}' % first.addr] == 1
     assert metrics['enva_dns_relay_servfail_total{reason="exhausted"}'] == 1
@@ -206,13 +244,16 @@ def test_no_answer_means_servfail_after_each_upstream_was_tried(relay_factory, u
 
 def test_failover_skips_a_dead_upstream_and_probing_brings_it_back(relay_factory, upstream_factory):
     primary, secondary = upstream_factory(silent), upstream_factory()
-    relay = relay_factory("--upstream", primary.addr, "--upstream", secondary.addr, "--timeout", "0.3")
+    relay = relay_factory("--upstream", primary.addr, "--upstream", secondary.addr)
     up_metric = 'upstream_up{upstream="%s"}' % primary.addr
-    for i in range(3):
-        got = ask_udp(relay.port, make_query("f%d.test." % i))
-        assert rcode_of(got) == 0, "answered by the second upstream after the first timed out"
+    clients = [udp_client() for _client in range(3)]
+    for index, sock in enumerate(clients):
+        sock.sendto(make_query("f%d.test." % index), ("127.0.0.1", relay.port))
+    for sock in clients:
+        assert rcode_of(sock.recv(512)) == 0, "answered by the second upstream after the first timed out"
+        sock.close()
     wait_for(lambda: relay.metric(up_metric) == 0, what="the primary marked down")
-    assert len(client_queries(primary)) == 3
+    wait_for(lambda: len(client_queries(primary)) == 3, what="the 3 tries at the primary")
 
     for i in range(5):
         assert rcode_of(ask_udp(relay.port, make_query("s%d.test." % i))) == 0
@@ -227,9 +268,9 @@ def test_failover_skips_a_dead_upstream_and_probing_brings_it_back(relay_factory
 
 def test_a_busy_upstream_that_drops_a_burst_but_answers_the_rest_stays_up(relay_factory, upstream_factory):
     up = upstream_factory(lambda q, t: [] if b"\x04drop" in q else [Reply(make_answer(q))])
-    relay = relay_factory("--upstream", up.addr, "--timeout", "1")
+    relay = relay_factory("--upstream", up.addr)
     servfails = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dropped:
+    with udp_client() as dropped:
         for i in range(3):
             dropped.sendto(make_query("drop.d%d.test." % i), ("127.0.0.1", relay.port))
         dropped.setblocking(False)
@@ -268,8 +309,7 @@ def test_malformed_queries_are_counted_never_forwarded_and_answered_formerr_or_d
     relay = relay_factory("--upstream", upstream.addr)
     valid = make_query("ok.test.", qid=0x7777)
     for reason, (wire, rcode) in malformed_cases().items():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(WAIT)
+        with udp_client() as sock:
             sock.sendto(wire, ("127.0.0.1", relay.port))
             sock.sendto(valid, ("127.0.0.1", relay.port))
             first = sock.recv(65535)
@@ -287,9 +327,18 @@ def test_garbage_floods_are_survived_and_counted(relay_factory, upstream):
     relay = relay_factory("--upstream", upstream.addr)
     rng = random.Random(1035)
     garbage = [rng.randbytes(rng.randrange(0, 600)) for _message in range(2000)]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with udp_client() as sock:  # open until its last reply arrived: no stray answers for other tests
         for wire in garbage:
             sock.sendto(wire, ("127.0.0.1", relay.port))
+        wait_for(lambda: relay.metric('queries_total{transport="udp"}') == 2000, what="all the junk read")
+        sock.setblocking(False)
+        try:
+            while sock.recv(65535):  # the replies to the junk (those the socket buffer held)
+                pass
+        except BlockingIOError:
+            sock.settimeout(WAIT)
+        sock.sendto(make_query("after.udp.test.", qid=3), ("127.0.0.1", relay.port))
+        assert sock.recv(65535).startswith(b"\x00\x03\x81")
     with socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) as conn:
         conn.sendall(b"".join(tcp_frame(wire) for wire in garbage[:200]) + tcp_frame(make_query("after.tcp.test.", qid=4)))
         while True:  # FORMERR/NOTIMP/REFUSED for some of the junk, then our answer
@@ -300,7 +349,7 @@ def test_garbage_floods_are_survived_and_counted(relay_factory, upstream):
     metrics = relay.metrics()
     malformed = sum(v for k, v in metrics.items() if k.startswith("enva_dns_relay_malformed_total"))
     assert malformed >= 2000, "nearly all random junk is malformed (a valid one would be forwarded)"
-    assert metrics['enva_dns_relay_queries_total{transport="udp"}'] == 2001
+    assert metrics['enva_dns_relay_queries_total{transport="udp"}'] == 2002
     assert relay.proc.poll() is None
 
 
@@ -326,14 +375,14 @@ def test_beyond_max_inflight_queries_are_refused_at_once(relay_factory, upstream
     waiting = []
     try:
         for i in range(4):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock = udp_client()
             sock.sendto(make_query("w%d.test." % i), ("127.0.0.1", relay.port))
             waiting.append(sock)
         wait_for(lambda: relay.metric("inflight") == 4, what="4 queries in flight")
         got = ask_udp(relay.port, make_query("one-too-many.test.", qid=0x0505))
         assert got[:2] == b"\x05\x05" and rcode_of(got) == dns.rcode.REFUSED
         assert relay.metric('refused_total{reason="inflight"}') == 1
-        assert len(up.queries()) == 4
+        wait_for(lambda: len(up.queries()) == 4, what="the 4 queries at the upstream")
     finally:
         for sock in waiting:
             sock.close()
@@ -345,8 +394,8 @@ def test_memory_stays_bounded_under_a_random_port_flood_to_a_dead_upstream(relay
     relay = relay_factory("--upstream", dead.addr)
 
     def flood(count, offset):
-        for i in range(count):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(count):  # from 127.0.0.2: the answers to closed ports can reach no other test's socket
+            with udp_client("127.0.0.2") as sock:
                 sock.sendto(make_query("q%d.flood.test." % (offset + i), edns=False), ("127.0.0.1", relay.port))
 
     flood(8000, 0)  # fills the 4096 in-flight slots
@@ -369,8 +418,7 @@ def test_sighup_rereads_the_config_and_keeps_queries_in_flight(relay_factory, up
     config = tmp_path / "relay.ini"
     config.write_text("[relay]\nupstream = %s\ntimeout = 10\n" % old.addr)
     relay = relay_factory("--config", str(config))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waiting:
-        waiting.settimeout(WAIT)
+    with udp_client() as waiting:
         waiting.sendto(make_query("inflight.test.", qid=1), ("127.0.0.1", relay.port))
         wait_for(old.queries, what="the query at the old upstream")
         config.write_text("[relay]\nupstream = %s\n" % new.addr)
@@ -414,8 +462,7 @@ def test_sd_notify_ready_watchdog_and_stopping(relay_factory, upstream):
 def test_sigterm_answers_queries_in_flight_then_exits_cleanly(relay_factory, upstream_factory):
     up = upstream_factory(lambda q, t: [Reply(make_answer(q, "192.0.2.9"), delay=0.5)])
     relay = relay_factory("--upstream", up.addr)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(WAIT)
+    with udp_client() as sock:
         sock.sendto(make_query("last.test."), ("127.0.0.1", relay.port))
         wait_for(up.queries, what="the query at the upstream")
         relay.signal(signal.SIGTERM)
