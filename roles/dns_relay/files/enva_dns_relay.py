@@ -75,6 +75,12 @@ What it does with a query (RFC 1035, RFC 5452, RFC 7766):
   upstream down; a down upstream gets a probe (`. NS`) every second and is up
   again on its first answer.
 
+Each TCP query uses a connection (a file descriptor) of its own to the
+upstream: the relay raises its soft RLIMIT_NOFILE to what --max-inflight and
+--max-tcp-clients need; when descriptors still run out, the query gets
+SERVFAIL and new TCP clients wait in the backlog. --log-level debug logs
+every query (name, type, client) and every SERVFAIL it synthesizes.
+
 Counters (queries, responses per rcode, malformed, refused, ignored answers,
 timeouts, upstream answers and RTT, in flight) go to the log on SIGUSR1 and,
 with --metrics [ADDR:]PORT, to a Prometheus text endpoint (HTTP GET, any
