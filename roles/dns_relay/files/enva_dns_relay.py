@@ -726,7 +726,6 @@ class Relay:
         self.epoll = select.epoll()
         self.handlers = {}
         self.now = time.monotonic()
-        self.started = time.time()
         self.inflight = {}
         self.listeners = {}  # (kind, label) -> socket
         self.metrics_sock = None

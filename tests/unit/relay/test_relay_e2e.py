@@ -9,7 +9,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import dns.flags
@@ -19,7 +18,7 @@ import dns.rcode
 import pytest
 
 from ansible_collections.enva.pve.tests.unit.relay.relay_support import (
-    RELAY, WAIT, Reply, answer, ask_udp, free_port, make_answer, make_query, question_len, read_tcp_message,
+    RELAY, RELAY_PYTHON, WAIT, Reply, answer, ask_udp, free_port, make_answer, make_query, question_len, read_tcp_message,
     silent, tcp_frame, udp_client, wait_for, with_id,
 )
 
@@ -503,7 +502,7 @@ def test_ipv6_listener(relay_factory, upstream, tmp_path):
 
 
 def run_relay(*args):
-    return subprocess.run([sys.executable, str(RELAY)] + list(args), capture_output=True, text=True, timeout=WAIT, check=False)
+    return subprocess.run([RELAY_PYTHON, str(RELAY)] + list(args), capture_output=True, text=True, timeout=WAIT, check=False)
 
 
 def test_check_config_prints_a_config_that_reads_back_the_same(tmp_path):
