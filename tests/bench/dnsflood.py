@@ -49,9 +49,9 @@ def flood(server, port, rate, duration, count, linger=1.0, name="www.bench.enva.
     rcodes = collections.Counter()
     sent = answered = send_errors = 0
     started = time.monotonic()
-    deadline = started + duration
-    due = started
     interval = 1.0 / rate
+    deadline = started + duration + interval / 2  # rate x duration queries, not one fewer to rounding
+    due = started
     target = (server, port)
     try:
         while True:

@@ -77,6 +77,18 @@ def descendants(pid):
     return found
 
 
+def pss_kib(pid):
+    """Proportional set size: shared pages divided among the processes that map them."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def status_kib(pid, field):
     try:
         with open("/proc/%d/status" % pid) as handle:
@@ -115,6 +127,9 @@ class Peer:
 
     def rss_kib(self):
         return sum(status_kib(pid, "VmRSS") for pid in self.pids())
+
+    def pss_kib(self):
+        return sum(pss_kib(pid) for pid in self.pids())
 
     def hwm_kib(self):
         return status_kib(self.proc.pid, "VmHWM")
@@ -175,19 +190,24 @@ def free_port():
 
 
 class Sampler:
-    """RSS of a peer every ``interval`` s in a thread: the peak and the time series."""
+    """RSS (and with ``pss``, PSS) of a peer every ``interval`` s in a thread: the peak and the time series."""
 
-    def __init__(self, peer, interval=0.2):
+    def __init__(self, peer, interval=0.2, pss=False):
         self.peer = peer
         self.interval = interval
+        self.pss = pss
         self.series = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.monotonic()
 
+    def _sample(self):
+        sample = (round(time.monotonic() - self.started, 2), self.peer.rss_kib())
+        self.series.append(sample + (self.peer.pss_kib(),) if self.pss else sample)
+
     def _run(self):
         while not self.done.is_set():
-            self.series.append((time.monotonic() - self.started, self.peer.rss_kib()))
+            self._sample()
             self.done.wait(self.interval)
 
     def __enter__(self):
@@ -197,11 +217,11 @@ class Sampler:
     def __exit__(self, *exc):
         self.done.set()
         self.thread.join()
-        self.series.append((time.monotonic() - self.started, self.peer.rss_kib()))
+        self._sample()
 
     @property
     def peak(self):
-        return max(kib for _t, kib in self.series)
+        return max(sample[1] for sample in self.series)
 
 
 # Configuration of the peers ----------------------------------------------------------------
@@ -299,10 +319,10 @@ def percentile(values, fraction):
 
 
 def run_flood(peer, options, count, duration):
-    """dnsflood.py against ``peer`` while its RSS is sampled every 0.5 s; then ``settle_seconds`` more."""
+    """dnsflood.py against ``peer`` while its RSS and PSS are sampled every 0.5 s; then ``settle_seconds`` more."""
     command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(options.flood_rate),
                "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
-    with Sampler(peer, interval=0.5) as sampler:
+    with Sampler(peer, interval=0.5, pss=True) as sampler:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
         time.sleep(options.settle_seconds)
     result = json.loads(out)
@@ -377,8 +397,8 @@ def summarize(figures):
     figures["rows"] = rows
     relay_flood = figures["flood"]["relay"]["series"]
     duration = relay_flood[-1][0]
-    early = [kib for t, kib in relay_flood if 5 <= t < 5 + duration / 4]
-    late = [kib for t, kib in relay_flood if t >= duration - duration / 4]
+    early = [rss for t, rss, _pss in relay_flood if 5 <= t < 5 + duration / 4]
+    late = [rss for t, rss, _pss in relay_flood if t >= duration - duration / 4]
     figures["flood"]["relay"]["growth_kib"] = (statistics.fmean(late) - statistics.fmean(early)) if early and late else 0.0
     direct, relay, dnsdist = rows["direct"], rows["relay"], rows["dnsdist"]
     figures["targets"] = [
@@ -398,6 +418,10 @@ def summarize(figures):
 
 LABELS = {"direct": "unbound directly (ceiling)", "relay": "enva-dns-relay", "dnsdist": "dnsdist", "dnsmasq": "dnsmasq",
           "socat": "socat-fork"}
+
+
+def plural(count, noun):
+    return "%d %s%s" % (count, noun, "" if count == 1 else "s")
 
 
 def ratio(value, base):
@@ -423,9 +447,9 @@ def render_markdown(figures, chart_name):
         "",
         "### Throughput and memory",
         "",
-        "`dnsperf -c 4 -q 200 -l %d`, %d interleaved rounds (the peers' order rotates each round); median qps, "
+        "`dnsperf -c 4 -q 200 -l %d`, %s (the peers' order rotates each round); median qps, "
         "the rounds' range, queries lost over all rounds; peak RSS: VmHWM of the process (socat: the largest sum "
-        "of VmRSS over its process tree, sampled every 0.2 s)." % (options["seconds"], options["rounds"]),
+        "of VmRSS over its process tree, sampled every 0.2 s)." % (options["seconds"], plural(options["rounds"], "interleaved round")),
         "",
         "| peer | qps (median) | range | × direct | × dnsdist | lost | peak RSS | RSS × direct | RSS × dnsdist |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -440,8 +464,8 @@ def render_markdown(figures, chart_name):
         "",
         "### Latency at %s queries/s" % "{:,}".format(options["rate"]),
         "",
-        "`dnsperf -c 4 -Q %d -l %d -v`, %d rounds, every answered query's latency pooled." % (
-            options["rate"], options["latency_seconds"], options["rounds"]),
+        "`dnsperf -c 4 -Q %d -l %d -v`, %s, every answered query's latency pooled." % (
+            options["rate"], options["latency_seconds"], plural(options["rounds"], "round")),
         "",
         "| peer | queries | avg | median | p99 | added median | median × direct | median × dnsdist | p99 × direct | p99 × dnsdist |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -460,24 +484,25 @@ def render_markdown(figures, chart_name):
         "`tests/bench/dnsflood.py`: each query from a new UDP socket (a new source port, as stub resolvers send them), "
         "%d queries/s, each socket waits 1 s for its answer. The relay: %d s. socat: stopped after %s queries, since it "
         "forks a process per source port and never reaps it (the CT 2017 incident); both watched %d s more. RSS sampled "
-        "every 0.5 s (socat: summed over its process tree)." % (
+        "and PSS (shared pages divided among the processes sharing them: what fills a CT's memory cgroup) sampled "
+        "every 0.5 s, socat's summed over its process tree." % (
             options["flood_rate"], options["flood_seconds"], "{:,}".format(options["socat_flood_count"]), options["settle_seconds"]),
         "",
-        "| peer | queries | answered | RSS at start | peak RSS | RSS at end | processes at end |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| peer | queries | answered | RSS at start | peak RSS | RSS at end | peak PSS | processes at end |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, flood in (("relay", relay_flood), ("socat", socat_flood)):
-        series = [kib for _t, kib in flood["series"]]
-        lines.append("| %s | %s | %s (%.1f%%) | %.1f MiB | %.1f MiB | %.1f MiB | %d |" % (
+        rss = [sample[1] for sample in flood["series"]]
+        lines.append("| %s | %s | %s (%.1f%%) | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %d |" % (
             LABELS[name], "{:,}".format(flood["sent"]), "{:,}".format(flood["answered"]), 100.0 * flood["answered"] / max(1, flood["sent"]),
-            series[0] / MIB, max(series) / MIB, series[-1] / MIB, flood["processes"]))
+            rss[0] / MIB, max(rss) / MIB, rss[-1] / MIB, max(sample[2] for sample in flood["series"]) / MIB, flood["processes"]))
+    socat_pss = [sample[2] for sample in socat_flood["series"]]
     lines += [
         "",
         "The relay's RSS over the last quarter of the flood minus its RSS over the first quarter (after 5 s): %+.0f KiB. "
-        "socat grew by %.1f MiB for %s queries, about %.0f KiB per query, and kept it." % (
-            relay_flood["growth_kib"], (max(kib for _t, kib in socat_flood["series"]) - socat_flood["series"][0][1]) / MIB,
-            "{:,}".format(socat_flood["sent"]),
-            (max(kib for _t, kib in socat_flood["series"]) - socat_flood["series"][0][1]) / max(1, socat_flood["sent"])),
+        "socat's PSS grew by %.1f MiB for %s queries, about %.0f KiB per query, and stayed." % (
+            relay_flood["growth_kib"], (max(socat_pss) - socat_pss[0]) / MIB, "{:,}".format(socat_flood["sent"]),
+            (max(socat_pss) - socat_pss[0]) / max(1, socat_flood["sent"])),
         "",
         "### Targets",
         "",
@@ -514,7 +539,7 @@ def render_chart(figures, path):
     for index, name in enumerate(names):
         ax.annotate("%.2f× dnsdist" % (rows[name]["qps"] / rows["dnsdist"]["qps"]), (index, qps[index]), ha="center",
                     va="bottom", fontsize=8, xytext=(0, 6), textcoords="offset points")
-    ax.set_title("Throughput (dnsperf -c 4 -q 200), median of %d" % rows["relay"]["rounds"])
+    ax.set_title("Throughput (dnsperf -c 4 -q 200), median of %s" % plural(rows["relay"]["rounds"], "round"))
     ax.set_ylabel("thousand queries/s")
     ax = axes[0][1]
     width = 0.38
@@ -536,10 +561,12 @@ def render_chart(figures, path):
     ax = axes[1][1]
     for name in ("relay", "socat"):
         series = figures["flood"][name]["series"]
-        ax.plot([t for t, _kib in series], [kib / MIB for _t, kib in series], color=colors[name],
-                label="%s (%s queries)" % (LABELS[name], "{:,}".format(figures["flood"][name]["sent"])))
+        ax.plot([s[0] for s in series], [s[1] / MIB for s in series], color=colors[name],
+                label="%s RSS (%s queries)" % (LABELS[name], "{:,}".format(figures["flood"][name]["sent"])))
+        ax.plot([s[0] for s in series], [s[2] / MIB for s in series], color=colors[name], linestyle="--",
+                label="%s PSS" % LABELS[name])
     ax.set_yscale("log")
-    ax.set_title("RSS during the random-source-port flood (%d q/s)" % figures["options"]["flood_rate"])
+    ax.set_title("Memory during the random-source-port flood (%d q/s)" % figures["options"]["flood_rate"])
     ax.set_xlabel("seconds")
     ax.set_ylabel("MiB (log)")
     ax.legend(fontsize=8)
