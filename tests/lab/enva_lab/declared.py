@@ -187,9 +187,13 @@ def append_entries(text, cts, name):
     indent = items[-1][1] if items else 2
     new = text if text.endswith("\n") or not text else text + "\n"
     new += "".join(entry_text(ct, indent) for ct in cts)
-    after = {ct.vmid for ct in read_text(new, name)}
+    refusal = "cannot add CTs to %s: its containers: list must be the last thing in the file" % name
+    try:
+        after = {ct.vmid for ct in read_text(new, name)}
+    except DeclaredError:
+        raise DeclaredError(refusal) from None
     if not {ct.vmid for ct in cts} <= after:
-        raise DeclaredError("cannot add CTs to %s: its containers: list must be the last thing in the file" % name)
+        raise DeclaredError(refusal)
     return new
 
 

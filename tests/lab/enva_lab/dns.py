@@ -38,7 +38,11 @@ def big_txt_strings():
 
 
 def zone_records(cts):
-    """The zone's records as ``(name, type, rdata)``; ``cts`` are every DeclaredCt of the lab's declared file."""
+    """The zone's records as ``(name, type, rdata)``; ``cts`` are every DeclaredCt of the lab's declared file.
+
+    unbound does not chase a CNAME inside its local data (the answer holds the CNAME alone), so the
+    names clients resolve (www, api, the CTs') are A records; ``ct<VMID>`` names are the CNAMEs.
+    """
     zone = settings.ZONE
     records = [
         (zone, "SOA", "sins.%s. hostmaster.%s. 2026112401 3600 600 604800 300" % (zone, zone)),
@@ -55,8 +59,7 @@ def zone_records(cts):
             records.append(("ct%d.%s" % (ct.vmid, zone), "CNAME", name + "."))
     haproxy = next((ct for ct in cts if ct.is_haproxy), None)
     if haproxy is not None:
-        records += [("www.%s" % zone, "CNAME", "%s.%s." % (haproxy.hostname, zone)),
-                    ("api.%s" % zone, "A", haproxy.ip)]
+        records += [("www.%s" % zone, "A", haproxy.ip), ("api.%s" % zone, "A", haproxy.ip)]
     records += [(BIG_TXT_NAME, "TXT", '"%s"' % text) for text in big_txt_strings()]
     return records
 
@@ -66,15 +69,15 @@ def _reverse_zone():
     return ".".join(reversed(str(network.network_address).split(".")[:3])) + ".in-addr.arpa"
 
 
-def unbound_conf(cts, directory, logfile, pidfile, control_socket):
+def unbound_conf(cts, directory, logfile, control_socket, interface=settings.DNS_IP, port=settings.DNS_PORT):
     """unbound's config for the SiNS stand-in (authoritative for the lab's zones, never recursing)."""
     zone = settings.ZONE
     lines = [
         "# The enva.pve lab's SiNS stand-in; written by labctl up. It answers for %s and" % zone,
         "# %s and REFUSES everything else: it never sends a query anywhere." % _reverse_zone(),
         "server:",
-        "    interface: %s" % settings.DNS_IP,
-        "    port: %d" % settings.DNS_PORT,
+        "    interface: %s" % interface,
+        "    port: %d" % port,
         "    do-ip4: yes",
         "    do-ip6: no",
         "    do-udp: yes",
@@ -85,7 +88,6 @@ def unbound_conf(cts, directory, logfile, pidfile, control_socket):
         "    username: \"\"",
         "    chroot: \"\"",
         "    directory: \"%s\"" % directory,
-        "    pidfile: \"%s\"" % pidfile,
         "    logfile: \"%s\"" % logfile,
         "    use-syslog: no",
         "    log-time-ascii: yes",

@@ -43,8 +43,9 @@ def check_bounds(qps, seconds, max_open):
         raise ValueError("--max-open must be between 1 and 16384, not %s" % max_open)
 
 
-def run(target, qps, seconds, max_open=4096, timeout=2.0, on_tick=None, stop_when=None, names=None):
-    """Flood ``target`` (an address on the lab bridge, port 53) and return ``(FloodStats, seconds run)``.
+def run(target, qps, seconds, max_open=4096, timeout=2.0, on_tick=None, stop_when=None, names=None,
+        port=settings.DNS_PORT):
+    """Flood ``target`` (an address on the lab bridge) on ``port`` and return ``(FloodStats, seconds run)``.
 
     ``on_tick(elapsed, stats, open_sockets)`` runs about once a second; the flood ends early when
     ``stop_when()`` (checked at each tick) returns true.
@@ -77,7 +78,7 @@ def run(target, qps, seconds, max_open=4096, timeout=2.0, on_tick=None, stop_whe
                 for _ in range(min(due, 500)):
                     if len(pending) >= max_open:
                         finish(next(iter(pending)), lost=True)
-                    _send(target, random.choice(names), poller, pending, stats, now)
+                    _send((target, port), random.choice(names), poller, pending, stats, now)
             elif not pending or (drain_until is not None and now > drain_until):
                 break
             elif drain_until is None:
@@ -111,11 +112,11 @@ def run(target, qps, seconds, max_open=4096, timeout=2.0, on_tick=None, stop_whe
     return stats, time.monotonic() - started
 
 
-def _send(target, name, poller, pending, stats, now):
+def _send(server, name, poller, pending, stats, now):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
     qid = random.getrandbits(16)
     try:
-        sock.sendto(dns.build_query(name, "A", qid), (target, settings.DNS_PORT))
+        sock.sendto(dns.build_query(name, "A", qid), server)
     except OSError:
         stats.send_errors += 1
         sock.close()

@@ -69,10 +69,26 @@ def boot_epoch_usec():
     return (realtime - monotonic) // 1000
 
 
-def follow(kern_log, seq_file, device="/dev/kmsg"):
-    """Append every new kernel record to ``kern_log`` until SIGTERM (the follower's main loop)."""
+def _prioritise():
+    """Read ahead of the kernel: a big OOM report writes thousands of records in a few milliseconds,
+    five times what the 128 KiB ring buffer holds, so the follower runs before ordinary tasks."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (AttributeError, OSError):
+        os.nice(-20)
+
+
+def follow(kern_log, seq_file, device="/dev/kmsg", burst_seconds=0.3):
+    """Append every new kernel record to ``kern_log`` until SIGTERM (the follower's main loop).
+
+    Once records come, the follower polls without sleeping until none has come for
+    ``burst_seconds``: while a CPU prints an OOM report, the wake-up that ends a sleep can come too
+    late, and the ring buffer is overwritten meanwhile. Records the kernel overwrote before they
+    could be read (a gap in the sequence numbers) are reported on stdout (the follower's log).
+    """
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    _prioritise()
     last = None
     try:
         with open(seq_file) as handle:
@@ -83,33 +99,44 @@ def follow(kern_log, seq_file, device="/dev/kmsg"):
     if last is None:
         os.lseek(fd, 0, os.SEEK_END)     # a first start copies what happens from now on
     boot = boot_epoch_usec()
+    busy_until = 0.0
     with open(kern_log, "a", encoding="utf-8") as out:
         while not stopping:
-            try:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-            except InterruptedError:
-                continue
-            if not ready:
-                continue
-            lines = []
-            while True:
+            if time.monotonic() > busy_until:
                 try:
-                    data = os.read(fd, 8192)
-                except BlockingIOError:
-                    break
-                except OSError as error:
-                    if error.errno == errno.EPIPE:      # records were overwritten before we read them
+                    if not select.select([fd], [], [], 0.5)[0]:
                         continue
-                    raise
+                except InterruptedError:
+                    continue
+            lines = []
+            for data in _available(fd):
                 record = parse_record(data)
                 if record is None or (last is not None and record.sequence <= last):
                     continue
+                if last is not None and record.sequence > last + 1:
+                    print("%s: kernel records %d-%d were overwritten before they could be read" % (
+                        time.strftime("%Y-%m-%dT%H:%M:%S"), last + 1, record.sequence - 1), flush=True)
                 lines.append(render(record, boot) + "\n")
                 last = record.sequence
             if lines:
+                busy_until = time.monotonic() + burst_seconds
                 out.write("".join(lines))
                 out.flush()
                 with open(seq_file + ".new", "w") as handle:
                     handle.write("%d\n" % last)
                 os.replace(seq_file + ".new", seq_file)
     os.close(fd)
+
+
+def _available(fd, limit=2000):
+    """The records the device has now (at most ``limit``, so that rendering keeps up as they come)."""
+    raw = []
+    while len(raw) < limit:
+        try:
+            raw.append(os.read(fd, 8192))
+        except BlockingIOError:
+            break
+        except OSError as error:
+            if error.errno != errno.EPIPE:      # EPIPE: overwritten records; the next read goes on
+                raise
+    return raw

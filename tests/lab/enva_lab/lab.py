@@ -246,7 +246,7 @@ class Lab:
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "unbound.conf"
         text = dns.unbound_conf(self.all_declared(), directory, self.layout.log / "unbound.log",
-                                directory / "unbound.pid", directory / "unbound.ctl")
+                                directory / "unbound.ctl")
         pidfile = self.layout.pidfile("unbound")
         if procs.running(pidfile) and conf.exists() and conf.read_text() == text:
             return
