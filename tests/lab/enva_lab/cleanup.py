@@ -44,8 +44,8 @@ def is_lab_process(argv):
     program = argv[0].rsplit("/", 1)[-1]
     if program in LAB_COMMANDS or argv[0].startswith("[lxc monitor]"):
         return True
-    return program.startswith("python") and any(part == "enva_lab" or part.endswith("pve_api.py")
-                                                 for part in argv[1:3])
+    return program.startswith("python") and any(
+        part == "enva_lab" or part.endswith("pve_api.py") for part in argv[1:3])
 
 
 def plan_down(facts, purge=False):

@@ -128,4 +128,3 @@ def main(argv=None):
         print("labctl: interrupted", file=sys.stderr)
         return 130
     return 0
-

@@ -220,8 +220,8 @@ def start(layout, vmid, log=print, timeout=120):
     deadline = time.monotonic() + timeout
     while lxc_info(layout, vmid)[0] != "running":
         if not procs.running(supervisor_pidfile(layout, vmid)) or time.monotonic() > deadline:
-            raise LabError("CT %d did not start: %s (see %s)" % (vmid, _last_line(layout.ct_stderr(vmid)),
-                                                                layout.ct_stderr(vmid)))
+            stderr = layout.ct_stderr(vmid)
+            raise LabError("CT %d did not start: %s (see %s)" % (vmid, _last_line(stderr), stderr))
         time.sleep(0.2)
     system_state = "unknown"
     while system_state not in ("running", "degraded") and time.monotonic() < deadline:

@@ -57,7 +57,7 @@ def _int(entry, key, where, default):
 
 
 def _ip(value, where):
-    address = str(value).split("/")[0]
+    address = str(value).split("/", maxsplit=1)[0]
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

@@ -75,7 +75,7 @@ def run(target, qps, seconds, max_open=4096, timeout=2.0, on_tick=None, stop_whe
             sending = not stopped and elapsed < seconds and stats.sent < limit
             if sending:
                 due = min(int(qps * elapsed) + 1, limit) - stats.sent
-                for _ in range(min(due, 500)):
+                for _count in range(min(due, 500)):
                     if len(pending) >= max_open:
                         finish(next(iter(pending)), lost=True)
                     _send((target, port), random.choice(names), poller, pending, stats, now)

@@ -38,8 +38,8 @@ def test_an_ordinary_ct_asks_sins_directly_and_has_no_forwarder():
 
 
 def test_every_ct_gets_its_name_the_labs_key_and_its_own_machine_id():
-    first, _ = ct.layer_files(CTS[2102], KEY)
-    second, _ = ct.layer_files(CTS[2102], KEY)
+    first, _links = ct.layer_files(CTS[2102], KEY)
+    second, _links = ct.layer_files(CTS[2102], KEY)
     assert first["etc/hostname"][0] == "db\n"
     assert "10.217.0.102\tdb.lab.enva.test db\n" in first["etc/hosts"][0]
     assert first["root/.ssh/authorized_keys"] == (KEY, 0o600)
