@@ -186,7 +186,7 @@ def append_entries(text, cts, name):
     items = [item for item in _items(text.splitlines()) if item[0] is not None]
     indent = items[-1][1] if items else 2
     new = text if text.endswith("\n") or not text else text + "\n"
-    new += "".join(entry_text(ct, indent) for ct in cts)
+    new += "".join("\n" + entry_text(ct, indent) for ct in cts)     # a blank line between entries, as the sample has
     refusal = "cannot add CTs to %s: its containers: list must be the last thing in the file" % name
     try:
         after = {ct.vmid for ct in read_text(new, name)}
