@@ -4,8 +4,8 @@
 
 The host has no journald and dmesg's ring buffer wraps during a big OOM dump (the task dump
 of 5,000 socat pushes the event's header out), so a follower started by ``labctl up`` reads
-``/dev/kmsg`` as journald does and keeps every line. It remembers the last sequence number it
-wrote, so a restarted follower continues where it stopped without repeating lines.
+``/dev/kmsg`` as journald does and keeps the lines (see :func:`follow`). The copy's last sequence
+number is kept next to it, so a restarted follower continues without repeating lines.
 """
 
 import errno
@@ -70,36 +70,68 @@ def boot_epoch_usec():
 
 
 def _prioritise():
-    """Read ahead of the kernel: a big OOM report writes thousands of records in a few milliseconds,
-    five times what the 128 KiB ring buffer holds, so the follower runs before ordinary tasks."""
+    """Run before ordinary tasks: a big OOM report writes thousands of records in a few milliseconds,
+    five times what the 128 KiB ring buffer holds. (Not bound to a CPU: the scheduler moves a
+    real-time task off a CPU that is busy printing in the kernel, which cannot be preempted here.)"""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     except (AttributeError, OSError):
         os.nice(-20)
 
 
-def follow(kern_log, seq_file, device="/dev/kmsg", burst_seconds=0.3):
+def read_last(seq_file):
+    """The sequence number of the last record in the copy (None before the first)."""
+    try:
+        with open(seq_file) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _save_last(seq_file, last):
+    with open(seq_file + ".new", "w") as handle:
+        handle.write("%d\n" % last)
+    os.replace(seq_file + ".new", seq_file)
+
+
+def _log(text):
+    print(text, flush=True)
+
+
+def collect(raw, last, boot, report=_log):
+    """``(lines, last)``: the copy's lines for the records in ``raw`` that come after ``last``, and the new
+    last sequence number. A jump in the numbers is reported: those records were overwritten before
+    they could be read."""
+    lines = []
+    for data in raw:
+        record = parse_record(data)
+        if record is None or (last is not None and record.sequence <= last):
+            continue
+        if last is not None and record.sequence > last + 1:
+            report("%s: kernel records %d-%d were overwritten before they could be read"
+                   % (time.strftime("%Y-%m-%dT%H:%M:%S"), last + 1, record.sequence - 1))
+        lines.append(render(record, boot) + "\n")
+        last = record.sequence
+    return lines, last
+
+
+def follow(kern_log, seq_file, device="/dev/kmsg", burst_seconds=2.0):
     """Append every new kernel record to ``kern_log`` until SIGTERM (the follower's main loop).
 
     Once records come, the follower polls without sleeping until none has come for
-    ``burst_seconds``: while a CPU prints an OOM report, the wake-up that ends a sleep can come too
-    late, and the ring buffer is overwritten meanwhile. Records the kernel overwrote before they
-    could be read (a gap in the sequence numbers) are reported on stdout (the follower's log).
+    ``burst_seconds``: while a CPU prints an OOM report the wake-up that ends a sleep can come too
+    late, and the ring buffer is overwritten meanwhile. The last sequence number is saved at most
+    once a second and when a burst is over, so that nothing slow sits between two reads.
     """
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     _prioritise()
-    last = None
-    try:
-        with open(seq_file) as handle:
-            last = int(handle.read().strip())
-    except (OSError, ValueError):
-        pass
+    last = saved = read_last(seq_file)
     fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
     if last is None:
         os.lseek(fd, 0, os.SEEK_END)     # a first start copies what happens from now on
     boot = boot_epoch_usec()
-    busy_until = 0.0
+    busy_until = saved_at = 0.0
     with open(kern_log, "a", encoding="utf-8") as out:
         while not stopping:
             if time.monotonic() > busy_until:
@@ -108,23 +140,17 @@ def follow(kern_log, seq_file, device="/dev/kmsg", burst_seconds=0.3):
                         continue
                 except InterruptedError:
                     continue
-            lines = []
-            for data in _available(fd):
-                record = parse_record(data)
-                if record is None or (last is not None and record.sequence <= last):
-                    continue
-                if last is not None and record.sequence > last + 1:
-                    print("%s: kernel records %d-%d were overwritten before they could be read" % (
-                        time.strftime("%Y-%m-%dT%H:%M:%S"), last + 1, record.sequence - 1), flush=True)
-                lines.append(render(record, boot) + "\n")
-                last = record.sequence
+            lines, last = collect(_available(fd), last, boot)
+            now = time.monotonic()
             if lines:
-                busy_until = time.monotonic() + burst_seconds
+                busy_until = now + burst_seconds
                 out.write("".join(lines))
                 out.flush()
-                with open(seq_file + ".new", "w") as handle:
-                    handle.write("%d\n" % last)
-                os.replace(seq_file + ".new", seq_file)
+            if last != saved and (not lines or now - saved_at > 1.0):
+                _save_last(seq_file, last)
+                saved, saved_at = last, now
+    if last != saved:
+        _save_last(seq_file, last)
     os.close(fd)
 
 

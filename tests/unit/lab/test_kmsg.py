@@ -75,3 +75,14 @@ def test_the_collections_parsers_read_the_copy():
     assert (event["vmid"], event["oom_memcg"], event["cpuset"], event["partial"]) == (2017, "/lxc/2017", "ns", False)
     assert [victim["name"] for victim in event["victims"]] == ["haproxy"]
     assert {item["name"] for item in event["tasks_by_command"]} == {"haproxy", "socat"}
+
+
+
+def test_collect_renders_what_comes_after_the_last_record_and_reports_gaps():
+    records = [b"6,%d,%d,-;line %d\n" % (number, number * 1000, number) for number in (3, 4, 5, 7, 8)]
+    gaps = []
+    lines, last = kmsg.collect(records, 4, BOOT, gaps.append)
+    assert [line.split("kernel: ")[1] for line in lines] == ["line 5\n", "line 7\n", "line 8\n"]
+    assert last == 8 and len(gaps) == 1 and gaps[0].endswith("kernel records 6-6 were overwritten before they could be read")
+    lines, last = kmsg.collect(records, None, BOOT, gaps.append)
+    assert len(lines) == 5 and last == 8 and len(gaps) == 2
