@@ -77,7 +77,6 @@ def test_the_collections_parsers_read_the_copy():
     assert {item["name"] for item in event["tasks_by_command"]} == {"haproxy", "socat"}
 
 
-
 def test_collect_renders_what_comes_after_the_last_record_and_reports_gaps():
     records = [b"6,%d,%d,-;line %d\n" % (number, number * 1000, number) for number in (3, 4, 5, 7, 8)]
     gaps = []
