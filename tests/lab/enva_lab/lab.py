@@ -6,6 +6,7 @@ missing, so an ``up`` after a failed ``up`` finishes the job. ``down`` plans fro
 (:mod:`enva_lab.cleanup`) and checks afterwards that nothing of the lab is left.
 """
 
+import datetime
 import fcntl
 import json
 import os
@@ -458,7 +459,7 @@ class Lab:
 
     # -- flood and reproduce ---------------------------------------------------------------------
 
-    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False, quiet=False):
+    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False):
         """Flood a CT's port 53 from fresh sockets; prints progress each second; returns the summary."""
         self.preflight()
         self.require_ct(vmid)
@@ -474,11 +475,10 @@ class Lab:
                       "oom_kill": memory and memory["oom_kill"], "socat": commands.get("socat", 0),
                       "state": "running" if memory else "down"}
             samples.append(sample)
-            if not quiet:
-                self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
-                         "%s OOM kills" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
-                                           _mib(sample["usage_bytes"]), _mib(memory and memory["limit_bytes"]),
-                                           sample["socat"], "?" if not memory else memory["oom_kill"]))
+            self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
+                     "%s OOM kills" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
+                                       _mib(sample["usage_bytes"]), _mib(memory and memory["limit_bytes"]),
+                                       sample["socat"], "?" if not memory else memory["oom_kill"]))
 
         def oom_seen():
             last = samples[-1] if samples else {}
@@ -503,6 +503,8 @@ class Lab:
         self.preflight()
         self.require_up()
         self.check_as_found(vmid)
+        if not procs.running(self.layout.pidfile("kmsg")):
+            raise LabError("the kernel log follower is not running, so the OOM would go unseen; run labctl up")
         kern_offset = self.layout.kern_log.stat().st_size if self.layout.kern_log.exists() else 0
         journal_before = len(journal.read(self.layout.journal_file(vmid)))
         before = host.ct_memory(vmid)
@@ -511,12 +513,8 @@ class Lab:
                                                      qps, max_seconds))
         started = time.time()
         summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True)
-        oom_lines = self._wait_kernel_lines(kern_offset, "oom_memcg=/lxc/%d" % vmid, 10)
-        seconds_to_oom = None
-        first = next((sample for sample in summary["samples"] if sample["state"] == "down"
-                      or (sample["oom_kill"] or 0) > (before["oom_kill"] or 0)), None)
-        if first:
-            seconds_to_oom = first["t"]
+        oom_lines = self._wait_kernel_lines(kern_offset, "oom_memcg=/lxc/%d" % vmid, 10)   # the first report's kill
+        seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
         deadline = time.monotonic() + down_wait
         while ct.lxc_info(self.layout, vmid)[0] != "stopped" and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -713,6 +711,11 @@ class Lab:
                    ct.ATTACH_PATH, "--"] + list(argv or ["/bin/bash", "-l"])
         sys.stdout.flush()
         os.execvp(command[0], command)
+
+
+def kernel_epoch(line):
+    """The time of a kern.log line (``2026-11-24T09:15:20.905415+0000 pve1 kernel: ...``) as an epoch."""
+    return datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def supervise_main(labdir, vmid):

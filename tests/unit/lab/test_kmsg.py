@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import parse_line
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
-from enva_lab import kmsg
+from enva_lab import kmsg, lab
 
 BOOT = 1795511000 * 10 ** 6          # wall-clock time of the monotonic zero, in microseconds
 UTC = datetime.timezone.utc
@@ -85,3 +85,8 @@ def test_collect_renders_what_comes_after_the_last_record_and_reports_gaps():
     assert last == 8 and len(gaps) == 1 and gaps[0].endswith("kernel records 6-6 were overwritten before they could be read")
     lines, last = kmsg.collect(records, None, BOOT, gaps.append)
     assert len(lines) == 5 and last == 8 and len(gaps) == 2
+
+
+def test_reproduce_reads_the_time_back_from_a_copied_line():
+    line = kmsg.render(kmsg.parse_record(OOM_RECORDS[7]), BOOT, tz=3600)
+    assert abs(lab.kernel_epoch(line) - (BOOT + 553964438) / 1e6) < 1e-6

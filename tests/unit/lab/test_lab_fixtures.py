@@ -13,8 +13,8 @@ from enva_lab import journal
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KERNEL = FIXTURES / "kernel" / "lab-oom-v1.log"
-LIFECYCLE = FIXTURES / "lifecycle" / "lab-pve-container@2017.jsonl"
-SHORT = FIXTURES / "lifecycle" / "lab-pve-container@2017.short.log"
+LIFECYCLE = FIXTURES / "lab-lifecycle" / "pve-container@2017.jsonl"
+SHORT = FIXTURES / "lab-lifecycle" / "pve-container@2017.short.log"
 
 
 def test_the_kernel_capture_is_three_memcg_ooms_of_ct_2017_then_its_port_going_down():
