@@ -74,7 +74,9 @@ def _assert_the_incident(report):
     assert report["verdict"]["oom_killed"]
     incident = report["incidents"][-1]
     assert incident["oom_memcg"] in ("/lxc/2017", None)            # None: every header lost (dmesg wrapped)
-    assert "socat" in incident["victims_by_name"]
+    # the kernel kills the largest task: socat itself, or haproxy/systemd/rsyslog beside 5,000 small socat
+    assert incident["victims_total"] >= 1 and sum(incident["victims_by_name"].values()) >= 1
+    assert incident["top_processes"][0]["name"] == "socat" and incident["top_processes"][0]["count"] >= 500
     return incident
 
 
@@ -88,7 +90,6 @@ def test_module_names_ct_2017_the_storm_the_victims_and_the_stop_from_kern_log(r
     assert incident["oom_memcg"] == "/lxc/2017"
     assert report["verdict"]["fork_storm"]
     assert report["verdict"]["likely_cause"].startswith("socat fork storm: ")
-    assert incident["top_processes"][0]["name"] == "socat"
     assert incident["stop"] is not None and incident["stop"]["seconds_after_oom"] >= 0
     if report["counters"] is not None:                            # None: the CT is down after the OOM
         assert report["counters"]["cgroup_version"] == 1
