@@ -1,0 +1,200 @@
+"""The fleet audit report: built from real module output over the fixtures, ranked, rendered as Markdown and HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
+from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import (
+    cluster, declared, node_evidence, resource_item)
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    return node_evidence()
+
+
+@pytest.fixture
+def report(evidence, tmp_path):
+    return audit.build_report(cluster(), {"pve1": evidence}, declared=declared(tmp_path), declared_path="enva.yaml")
+
+
+def by_vmid(report):
+    return {entry["vmid"]: entry for entry in report["cts"]}
+
+
+def test_the_oom_killed_ct_ranks_first_with_cause_victims_and_recommendation(report):
+    first = report["cts"][0]
+    assert (first["rank"], first["vmid"], first["name"], first["node"], first["severity"]) == (
+        1, 2017, "haproxy", "pve1", "oom")
+    assert (first["memory_mb"], first["swap_mb"], first["usage_mb"], first["peak_mb"]) == (1024, 1024, 1023, 1024)
+    assert first["headroom_pct"] == 0.0 and first["headroom_mb"] == 0
+    assert first["oom"]["killed"] and first["oom"]["incidents"] == 1 and first["oom"]["kills_in_log"] == 7
+    assert first["oom"]["victims_by_name"] == {"socat": 5, "in:imuxsock": 1, "systemd-network": 1}
+    assert first["oom"]["likely_cause"].startswith("socat fork storm: 1,361 socat processes in the OOM task dump")
+    assert first["fork_storm"]["present"] and first["fork_storm"]["process"] == "socat"
+    assert first["fork_storm"]["in_dump"] and first["fork_storm"]["now"] == []
+    (incident,) = first["incidents"]
+    assert incident["node"] == "pve1" and incident["stop"]["event"] == "deactivated"
+    assert incident["next_start"]["event"] == "started"
+    recommendation = first["recommendation"]
+    assert recommendation["action"] == "fix_forking" and recommendation["raise_to_mb"] == 2048
+    assert recommendation["summary"] == "fix the forking process (socat); raise to 2,048 MiB meanwhile"
+    assert "replace the forking process" in recommendation["text"]
+    assert first["pressure"]["full_avg60"] == 7.95 and first["pressure"]["stalling"] is True
+    assert first["tags"] == ["lab", "haproxy"]
+
+
+def test_the_others_are_clean_and_kept(report):
+    cts = by_vmid(report)
+    assert [entry["vmid"] for entry in report["cts"]][1:] == [101, 102, 703, 9000]
+    app = cts[101]
+    assert app["severity"] == "drift" and app["recommendation"]["action"] == "keep"   # declared 1024, live 2048
+    assert (app["usage_mb"], app["peak_mb"], app["headroom_pct"]) == (768, 1228, 40.0)
+    assert app["pressure"]["stalling"] is False
+    # 102 has no config on the node: memory from /cluster/resources, no swap known
+    assert (cts[102]["memory_mb"], cts[102]["swap_mb"], cts[102]["name"]) == (512, None, "db")
+    assert cts[9000]["status"] == "stopped" and cts[9000]["headroom_pct"] is None
+    assert all(not entry["oom"]["killed"] for entry in report["cts"][1:])
+
+
+def test_drift_against_the_declared_file(report):
+    cts = by_vmid(report)
+    assert cts[2017]["drift"]["state"] == "in_sync" and cts[2017]["drift"]["text"] == "in sync"
+    assert cts[101]["drift"] == {
+        "state": "differs", "declared_memory_mb": 1024, "declared_swap_mb": 512, "live_memory_mb": 2048,
+        "live_swap_mb": 512, "keys": ["memory"], "text": "memory declared 1,024, live 2,048 MiB"}
+    assert cts[102]["drift"]["state"] == "not_declared"
+    assert report["summary"]["drift"] == [101]
+    assert report["declared"] == {"path": "enva.yaml", "cts": 3, "missing_from_cluster": [4242]}
+
+
+def test_summary_timeline_and_remediation(report):
+    summary = report["summary"]
+    assert summary["cts"] == 5 and summary["running"] == 3 and summary["nodes"] == 1
+    assert summary["oom_killed"] == [2017] and summary["fork_storm"] == [2017] and summary["raise"] == [2017]
+    assert summary["pressure"] == [2017] and summary["no_evidence"] == []
+    assert [(item["vmid"], item["victims_total"]) for item in report["timeline"]] == [(2017, 7)]
+    assert report["remediation"] == [{"vmid": 2017, "node": "pve1", "from_mb": 1024, "to_mb": 2048,
+                                      "action": "fix_forking"}]
+    assert report["window"]["since"] == "2024-11-23T00:00:00Z" and report["window"]["now"] == "2024-11-24T00:00:00Z"
+    assert report["nodes"][0]["audited"] and report["nodes"][0]["kernel_log"]["kind"] == "file"
+    json.dumps(report)
+
+
+def test_without_declared_file_there_is_no_drift(evidence):
+    report = audit.build_report(cluster(), {"pve1": evidence})
+    assert report["declared"] is None and all(entry["drift"] is None for entry in report["cts"])
+    assert "declared vs live" not in audit.render_markdown(report)
+    assert "declared vs live" not in audit.render_html(report)
+
+
+def test_a_ct_on_a_node_that_was_not_audited(evidence):
+    resources = cluster([resource_item(3001, "pve2", "far", "running", 1024, 900)])
+    report = audit.build_report(resources, [{"node": "pve1", "result": evidence}, {"node": "pve3", "result": None}],
+                                failed_nodes={"pve3": "unreachable: ssh timed out"})
+    far = by_vmid(report)[3001]
+    assert far["evidence_node"] is None and far["severity"] == "no_evidence"
+    assert far["recommendation"]["action"] == "no_evidence" and far["headroom_pct"] == 12.1
+    assert report["summary"]["no_evidence"] == [3001]
+    nodes = {node["node"]: node for node in report["nodes"]}
+    assert nodes["pve2"]["audited"] is False and nodes["pve3"]["error"] == "unreachable: ssh timed out"
+    assert "pve3 (unreachable: ssh timed out)" in audit.render_markdown(report)
+
+
+def test_incidents_of_a_migrated_ct_come_from_every_node(evidence):
+    # CT 2017 now lives on pve2, whose logs are clean; its OOM stayed in pve1's log.
+    moved = json.loads(json.dumps(evidence))
+    pve2 = {"cts": {"2017": dict(moved["cts"]["2017"], incidents=[], oom_events=0)}, "window": moved["window"],
+            "sources": moved["sources"], "unattributed_events": []}
+    pve1 = dict(moved, cts={key: value for key, value in moved["cts"].items()})
+    resources = cluster()
+    resources["cts"]["2017"]["node"] = "pve2"
+    report = audit.build_report(resources, {"pve1": pve1, "pve2": pve2})
+    first = report["cts"][0]
+    assert first["vmid"] == 2017 and first["evidence_node"] == "pve2"
+    assert first["oom"]["killed"] and first["incidents"][0]["node"] == "pve1"
+
+
+def test_low_headroom_without_oom_is_a_raise():
+    evidence = node_evidence(since="@1732406000")         # a window after the incident
+    report = audit.build_report(cluster(), {"pve1": evidence})
+    haproxy = by_vmid(report)[2017]
+    # the cgroup still counts its kills, so it stays OOM-killed; ask the same of a CT with only a high peak
+    assert haproxy["oom"]["incidents"] == 0 and haproxy["oom"]["kills_counted"] == 7
+    ct = json.loads(json.dumps(evidence["cts"]["101"]))
+    ct["counters"]["peak_bytes"] = 1900 * 1024 * 1024
+    entry = audit.ct_entry(101, cluster()["cts"]["101"], {"pve1": {"cts": {"101": ct}}}, None)
+    assert entry["severity"] == "low_headroom" and entry["headroom_pct"] == 7.2
+    assert entry["recommendation"]["action"] == "raise" and entry["recommendation"]["raise_to_mb"] == 2560
+    assert entry["recommendation"]["summary"] == "raise to 2,560 MiB"
+    assert "7.2% headroom" in entry["recommendation"]["text"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"resources": {"nope": 1}, "evidence": {}}, "resources must be the result of enva.pve.pve_resources"),
+    ({"resources": {"cts": {}}, "evidence": "x"}, "evidence must be a mapping of node name"),
+    ({"resources": {"cts": {}}, "evidence": {"pve1": {"no": "cts"}}}, "evidence of node pve1 is not an"),
+    ({"resources": {"cts": {}}, "evidence": [1]}, "each list item must be a mapping with node and result"),
+    ({"resources": {"cts": {}}, "evidence": {}, "declared": {"vmid": 1}}, "declared must be the result of"),
+])
+def test_bad_input_is_named(kwargs, message):
+    with pytest.raises(audit.ReportError, match=message):
+        audit.build_report(**kwargs)
+
+
+def test_markdown_ranked_table_and_findings(report):
+    text = audit.render_markdown(report)
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \| \d+ \|", line)]
+    assert len(rows) == 5 and rows[0].startswith("| 1 | 2017 | haproxy | pve1 | running | 1,024 / 1,024 |")
+    assert "fix the forking process (socat); raise to 2,048 MiB meanwhile" in rows[0]
+    assert "| memory declared 1,024, live 2,048 MiB |" in rows[1]
+    assert "### CT 2017 haproxy (node pve1): OOM-killed" in text
+    assert "- Fork storm: socat fork storm: 1,361 socat processes in the OOM task dump" in text
+    assert "Declared in enva.yaml but not in the cluster: 4242" in text
+    limited = audit.render_markdown(report, max_rows=2)
+    assert "(3 more CTs in the JSON report)" in limited
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_is_self_contained_with_table_and_charts(report):
+    page = audit.render_html(report)
+    parser = Collect()
+    parser.feed(page)
+    tags = parser.tags
+    rows = [attrs for tag, attrs in tags if tag == "tr" and "data-vmid" in attrs]
+    assert [row["data-vmid"] for row in rows] == ["2017", "101", "102", "703", "9000"]
+    assert rows[0]["class"] == "sev-oom"
+    assert [attrs["id"] for tag, attrs in tags if tag == "svg"] == ["chart-headroom", "chart-timeline"]
+    assert [attrs["data-vmid"] for tag, attrs in tags if tag == "circle"] == ["2017"]
+    assert len([attrs for tag, attrs in tags if tag == "g" and attrs.get("class") == "bar"]) == 4
+    # nothing to fetch: no script, no link, no src, no URL but the SVG namespace
+    assert not [tag for tag, _attrs in tags if tag in ("script", "link", "img", "iframe", "object")]
+    assert not [attrs for _tag, attrs in tags if "src" in attrs or "href" in attrs]
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert "default-src 'none'" in page
+
+
+def test_html_escapes_what_came_from_the_fleet(evidence):
+    resources = cluster([resource_item(3002, "pve1", "<script>alert(1)</script>", "running", 512, 10)])
+    page = audit.render_html(audit.build_report(resources, {"pve1": evidence}))
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_empty_fleet_renders():
+    report = audit.build_report({"cts": {}}, {})
+    page = audit.render_html(report)
+    assert "No OOM incident in the window" in page and "No CT with a known memory limit" in page
+    assert audit.render_markdown(report).startswith("# Fleet OOM audit")
