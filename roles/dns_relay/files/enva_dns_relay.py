@@ -627,15 +627,15 @@ class Pending:
 
     __slots__ = ("query", "question", "reply", "addr", "tried", "key", "deadline", "sent_at", "conn")
 
-    def __init__(self, query, question, reply, addr):
+    def __init__(self, query, question, reply, addr, tried=(), key=0, deadline=0.0):
         self.query = query  # the client's message, as received
         self.question = question  # its question section (name, type, class)
         self.reply = reply  # UDP: the listening socket; TCP: the TcpClient; probe: None
         self.addr = addr  # UDP: the client's address; TCP and probe: None
-        self.tried = ()
-        self.key = 0
-        self.deadline = 0.0
-        self.sent_at = 0.0
+        self.tried = tried  # the upstreams tried so far, the current one last
+        self.key = key  # upstream socket's base | the ID it went out with
+        self.deadline = deadline  # monotonic time this try times out
+        self.sent_at = time.monotonic()
         self.conn = None  # TCP: the TcpUpstream carrying this try
 
 
@@ -875,23 +875,68 @@ class Relay:
     # the hot path: queries ------------------------------------------------------
 
     def _on_udp_query(self, lsock, _events):
+        """Drain a UDP listener (up to BURST datagrams).
+
+        The common case, an allowed client's well-formed query with room in
+        flight, is handled inline; everything else goes through _query(). The
+        queries forwarded in one wakeup leave through one of the upstream's
+        sockets, picked at random per wakeup: each query's port is as
+        unpredictable as with a pick per query, and the answers arrive
+        together on one socket, which the loop then drains in one go.
+        """
         recvfrom = lsock.recvfrom
         cache = self.acl_cache
-        query = self._query
-        for _burst in BURST:
-            try:
-                data, addr = recvfrom(MAX_QUERY + 1)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self.events["dropped:recv-error"] += 1
-                LOG.debug("recvfrom: %s", exc)
-                return
-            self.udp_queries += 1
-            allowed = cache.get(addr[0])
-            if allowed is None:
-                allowed = self._allowed(addr[0])
-            query(data, lsock, addr, allowed)
+        inflight = self.inflight
+        limit = self.max_inflight if not self.log_queries else -1
+        upstream = self.order[0]
+        usock = None
+        count = sent = 0
+        try:
+            for _burst in BURST:
+                try:
+                    data, addr = recvfrom(MAX_QUERY + 1)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    self.events["dropped:recv-error"] += 1
+                    LOG.debug("recvfrom: %s", exc)
+                    return
+                count += 1
+                allowed = cache.get(addr[0])
+                if allowed is None:
+                    allowed = self._allowed(addr[0])
+                if not (allowed and len(inflight) < limit and HEADER_LEN < len(data) <= MAX_QUERY and not data[2] & 0xF8
+                        and not data[4] and data[5] == 1):
+                    self._query(data, lsock, addr, allowed)
+                    continue
+                try:
+                    qend = question_end(data)
+                except MessageError:
+                    self._query(data, lsock, addr, allowed)
+                    continue
+                if usock is None:
+                    usock = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
+                    send = usock.sock.send
+                    base = usock.base
+                    deadline = self.now + self.timeout
+                rand = self._random_bytes(2)
+                key = base | rand[0] << 8 | rand[1]
+                while key in inflight:  # an ID already in flight on this socket: draw another
+                    rand = self._random_bytes(2)
+                    key = base | rand[0] << 8 | rand[1]
+                pending = inflight[key] = Pending(data, data[HEADER_LEN:qend], lsock, addr, (upstream,), key, deadline)
+                sent += 1
+                try:
+                    send(rand + data[2:])
+                except OSError:
+                    self._send_failed(usock, rand + data[2:])
+        finally:
+            self.udp_queries += count
+            if sent:
+                upstream.queries += sent
+                usock.sent += sent
+                if usock.sent >= ROTATE_AFTER:
+                    self._rotate(usock)
 
     def _query(self, data, reply, addr, allowed):
         """A client's message (UDP: ``addr`` is its address; TCP: ``reply`` is its TcpClient, ``addr`` None)."""
@@ -925,13 +970,14 @@ class Relay:
         else:
             self._respond(reply, addr, synthesize(data, NOTIMP if reason == "opcode" else FORMERR))
 
-    def _random3(self):
+    def _random_bytes(self, count):
+        """``count`` unpredictable bytes, from a pool refilled from os.urandom."""
         pos = self.random_pos
-        if pos >= RANDOM_POOL:
+        if pos + count > RANDOM_POOL:
             self.random = os.urandom(RANDOM_POOL)
             pos = 0
-        self.random_pos = pos + 3
-        return self.random[pos:pos + 3]
+        self.random_pos = pos + count
+        return self.random[pos:pos + count]
 
     def _forward(self, pending):
         """Send ``pending`` to the next upstream it has not tried, or SERVFAIL when none is left."""
@@ -953,11 +999,11 @@ class Relay:
 
     def _send_udp(self, pending, upstream):
         inflight = self.inflight
-        rand = self._random3()
-        usock = upstream.sockets[rand[2] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
+        usock = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
+        rand = self._random_bytes(2)
         key = usock.base | rand[0] << 8 | rand[1]
         while key in inflight:  # an ID already in flight on this socket: draw another
-            rand = self._random3()
+            rand = self._random_bytes(2)
             key = usock.base | rand[0] << 8 | rand[1]
         pending.key = key
         pending.deadline = self.now + self.timeout
@@ -965,20 +1011,26 @@ class Relay:
         inflight[key] = pending
         upstream.queries += 1
         try:
-            usock.sock.send(rand[:2] + pending.query[2:])
+            usock.sock.send(rand + pending.query[2:])
         except OSError:
-            try:  # a pending ICMP error of an earlier datagram is reported once; this one was not sent
-                usock.sock.send(rand[:2] + pending.query[2:])
-            except OSError as exc:
-                upstream.errors += 1
-                LOG.debug("send to %s: %s", upstream.label, exc)
+            self._send_failed(usock, rand + pending.query[2:])
         usock.sent += 1
         if usock.sent >= ROTATE_AFTER:
             self._rotate(usock)
 
+    def _send_failed(self, usock, out):
+        """A send to an upstream failed: a pending ICMP error of an earlier datagram is reported once; try again."""
+        try:
+            usock.sock.send(out)
+        except OSError as exc:
+            usock.upstream.errors += 1
+            LOG.debug("send to %s: %s", usock.upstream.label, exc)
+
     def _rotate(self, usock):
         """Give the upstream a fresh socket (new random port); the old one stays open for late answers."""
         upstream = usock.upstream
+        if usock not in upstream.sockets:  # already replaced
+            return
         try:
             fresh = self._open_upsocket(upstream)
         except OSError as exc:
@@ -991,30 +1043,66 @@ class Relay:
     # the hot path: answers ------------------------------------------------------
 
     def _on_udp_answer(self, usock, _events):
+        """Drain an upstream socket (up to BURST datagrams); the common case (an answer to a UDP client's query) inline."""
         recv = usock.sock.recv
         inflight = self.inflight
         base = usock.base
-        for _burst in BURST:
-            try:
-                data = recv(MAX_ANSWER)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # ICMP unreachable and the like
-                usock.upstream.errors += 1
-                LOG.debug("recv from %s: %s", usock.upstream.label, exc)
-                continue
-            if len(data) < HEADER_LEN:
-                self.events["ignored:short"] += 1
-                continue
-            pending = inflight.get(base | data[0] << 8 | data[1])
-            if pending is None:
-                self.events["ignored:id"] += 1
-                continue
-            if not answer_matches(data, pending.question):
-                self.events["ignored:question"] += 1
-                continue
-            del inflight[pending.key]
-            self._answered(pending, usock.upstream, data)
+        upstream = usock.upstream
+        if not upstream.up or upstream.fails:
+            fast = False
+        else:
+            fast = True
+            monotonic = time.monotonic
+            rcodes = self.rcodes
+            buckets = upstream.rtt_buckets
+            answered = 0
+            rtt_sum = 0.0
+        try:
+            for _burst in BURST:
+                try:
+                    data = recv(MAX_ANSWER)
+                except BlockingIOError:
+                    return
+                except OSError as exc:  # ICMP unreachable and the like
+                    upstream.errors += 1
+                    LOG.debug("recv from %s: %s", upstream.label, exc)
+                    continue
+                if len(data) < HEADER_LEN:
+                    self.events["ignored:short"] += 1
+                    continue
+                pending = inflight.get(base | data[0] << 8 | data[1])
+                if pending is None:
+                    self.events["ignored:id"] += 1
+                    continue
+                question = pending.question
+                end = HEADER_LEN + len(question)
+                if data[HEADER_LEN:end] == question and data[2] & 0x80 and not data[4] and data[5] == 1:
+                    same = True
+                elif answer_matches(data, question):
+                    same = False
+                else:
+                    self.events["ignored:question"] += 1
+                    continue
+                del inflight[pending.key]
+                if not fast or pending.addr is None:
+                    self._answered(pending, upstream, data)
+                    continue
+                rtt = monotonic() - pending.sent_at
+                rtt_sum += rtt
+                answered += 1
+                buckets[bisect.bisect_left(RTT_BOUNDS, rtt)] += 1
+                rcodes[data[3] & 15] += 1
+                query = pending.query
+                try:
+                    pending.reply.sendto(query[:2] + data[2:] if same else restore_answer(data, query, end - HEADER_LEN), pending.addr)
+                except OSError as exc:
+                    self.events["dropped:send-error"] += 1
+                    LOG.debug("sendto %s: %s", pending.addr, exc)
+        finally:
+            if fast and answered:
+                upstream.answers += answered
+                upstream.rtt_sum += rtt_sum
+                upstream.last_answer = self.now
 
     def _answered(self, pending, upstream, data):
         rtt = time.monotonic() - pending.sent_at
@@ -1068,9 +1156,7 @@ class Relay:
             self.next_probe = now + PROBE_INTERVAL
             for upstream in self.upstreams:
                 if not upstream.up:
-                    probe = Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None)
-                    probe.tried = (upstream,)
-                    self._send_udp(probe, upstream)
+                    self._send_udp(Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None, (upstream,)), upstream)
         retired = self.retired
         while retired and retired[0][0] <= now:
             self._unregister(retired.popleft()[1].sock)
@@ -1242,7 +1328,7 @@ class Relay:
     # TCP to upstreams ------------------------------------------------------------
 
     def _forward_tcp(self, pending, upstream):
-        rand = self._random3()
+        rand = self._random_bytes(2)
         key = self.next_index << 16 | rand[0] << 8 | rand[1]
         self.next_index += 1
         try:
