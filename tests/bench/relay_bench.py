@@ -180,13 +180,21 @@ def query_wire(name):
     return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", port))
-    return port
+def free_port(taken=()):
+    """A port free on 127.0.0.1 for both UDP and TCP (the peers listen on both), not in ``taken``."""
+    for _attempt in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise SystemExit("bench: no port free for both UDP and TCP on 127.0.0.1")
 
 
 class Sampler:
@@ -337,7 +345,9 @@ def measure(options, log=print):
         if shutil.which(tool) is None:
             raise SystemExit("bench: %s is missing (make setup installs it)" % tool)
     workdir = Path(tempfile.mkdtemp(prefix="enva-bench-relay-"))
-    ports = {name: free_port() for name in PEERS}
+    ports = {}
+    for name in PEERS:
+        ports[name] = free_port(ports.values())
     write_configs(workdir, ports)
     peers = make_peers(workdir, ports)
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
