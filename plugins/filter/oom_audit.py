@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the fleet OOM audit: the report from what was gathered, and the report as Markdown and HTML.
 
-Documented in oom_audit_report.yml, oom_audit_markdown.yml and oom_audit_html.yml next to this file.
+Documented in oom_audit_report.yml, oom_audit_markdown.yml, oom_audit_html.yml and oom_audit_remediation.yml
+next to this file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,11 +16,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as report_lib
 
 
-def oom_audit_report(resources, evidence, declared=None, declared_path=None, failed_nodes=None):
+def oom_audit_report(resources, evidence, declared=None, declared_path=None, failed_nodes=None, unreachable=None):
     """The fleet report (see oom_audit_report.yml)."""
     try:
         return report_lib.build_report(resources, evidence, declared=declared, declared_path=declared_path,
-                                       failed_nodes=failed_nodes)
+                                       failed_nodes=failed_nodes, unreachable=unreachable)
     except report_lib.ReportError as error:
         raise AnsibleFilterError("oom_audit_report: %s" % error)
 
@@ -28,6 +29,15 @@ def _checked(report, name):
     if not isinstance(report, dict) or "cts" not in report or "summary" not in report:
         raise AnsibleFilterError("%s: the input must be the output of enva.pve.oom_audit_report" % name)
     return report
+
+
+def oom_audit_remediation(report, cluster_now, vmids=None, max_mb=None):
+    """The CTs to raise, checked against memory read just now (see oom_audit_remediation.yml)."""
+    _checked(report, "oom_audit_remediation")
+    try:
+        return report_lib.plan_remediation(report, cluster_now, vmids=vmids, max_mb=max_mb)
+    except report_lib.ReportError as error:
+        raise AnsibleFilterError("oom_audit_remediation: %s" % error)
 
 
 def oom_audit_markdown(report, max_rows=None):
@@ -48,4 +58,5 @@ class FilterModule(object):
             "oom_audit_report": oom_audit_report,
             "oom_audit_markdown": oom_audit_markdown,
             "oom_audit_html": oom_audit_html,
+            "oom_audit_remediation": oom_audit_remediation,
         }

@@ -80,9 +80,13 @@ def _epoch(iso):
 # --- the report -------------------------------------------------------------------------------------------------
 
 def _evidence_by_node(evidence):
-    """``{node: lxc_oom_evidence result}`` from a mapping or a list of ``{node, result}`` (or ``{node, evidence}``)."""
+    """``({node: lxc_oom_evidence result}, {node: error})`` from a mapping or a list of ``{node, result, error}``.
+
+    A list item's ``error`` (why the node's evidence could not be read) goes into the second mapping.
+    """
     if evidence is None:
-        return {}
+        return {}, {}
+    errors = {}
     if isinstance(evidence, dict):
         items = list(evidence.items())
     elif isinstance(evidence, list):
@@ -92,6 +96,8 @@ def _evidence_by_node(evidence):
                 raise ReportError("evidence: each list item must be a mapping with node and result, got %r"
                                   % (type(item).__name__,))
             items.append((item["node"], item.get("result", item.get("evidence"))))
+            if item.get("error"):
+                errors[str(item["node"])] = str(item["error"])
     else:
         raise ReportError("evidence must be a mapping of node name to lxc_oom_evidence result, got %s"
                           % type(evidence).__name__)
@@ -103,7 +109,7 @@ def _evidence_by_node(evidence):
         if not isinstance(value, dict) or not isinstance(value.get("cts"), dict):
             raise ReportError("evidence of node %s is not an lxc_oom_evidence result (it has no cts mapping)" % node)
         result[str(node)] = value
-    return result
+    return result, errors
 
 
 def _resource_cts(resources):
@@ -365,15 +371,20 @@ def _window(by_node):
     return (min(since) if since else None), (max(now) if now else None)
 
 
-def build_report(resources, evidence, declared=None, declared_path=None, generated=None, failed_nodes=None):
+def build_report(resources, evidence, declared=None, declared_path=None, generated=None, failed_nodes=None,
+                 unreachable=None):
     """The fleet report (a JSON-ready mapping) from the audit's three sources.
 
     ``resources``: the result of ``pve_resources``; ``evidence``: ``{node: lxc_oom_evidence result}`` (or a
     list of ``{node, result}``), None for a node that could not be read; ``declared``: the result of
     ``declared_ct`` without vmid, or None; ``failed_nodes``: ``{node: why}`` of nodes the audit could not
-    reach. CTs are ranked worst first.
+    reach (list items of ``evidence`` may carry an ``error`` too); ``unreachable``: inventory hosts that
+    dropped out before their evidence was read. CTs are ranked worst first.
     """
-    by_node = _evidence_by_node(evidence)
+    by_node, errors = _evidence_by_node(evidence)
+    failed_nodes = dict(errors, **(failed_nodes or {}))
+    for host in unreachable or []:
+        failed_nodes.setdefault(str(host), "unreachable, or failed before its evidence was read")
     resource_cts = _resource_cts(resources)
     declared_cts = _declared_cts(declared)
     vmids = set(int(vmid) for vmid in resource_cts)
@@ -398,7 +409,7 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
             node["kernel_log"] = (result.get("sources") or {}).get("kernel_log")
             node["lifecycle_log"] = (result.get("sources") or {}).get("lifecycle_log")
             node["unattributed_events"] = len(result.get("unattributed_events") or [])
-    for name, why in (failed_nodes or {}).items():
+    for name, why in failed_nodes.items():
         nodes.setdefault(name, {"node": name, "cts": 0, "audited": False})["error"] = why
     timeline = []
     for entry in entries:
@@ -833,3 +844,38 @@ def render_html(report):
         out.append('<p class="meta">%s</p>' % _e(note))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+# --- remediation -----------------------------------------------------------------------------------------------------
+
+def plan_remediation(report, cluster_now, vmids=None, max_mb=None):
+    """``{"raise": [...], "skipped": [...]}``: the report's raises, checked against memory read just now.
+
+    Memory is only ever raised: a CT that has the recommended size or more by now (``cluster_now``, a
+    ``pve_resources`` result read just before) is skipped, as are CTs not in ``vmids`` (when given), above
+    ``max_mb``, or gone from the cluster. Each raise has ``vmid``, ``node`` (where it is now), ``now_mb``,
+    ``to_mb`` and ``declared_mb`` (the declared file's memory, None without one or when not declared).
+    """
+    now = _resource_cts(cluster_now)
+    wanted = set(int(vmid) for vmid in vmids) if vmids else None
+    declared = dict((entry["vmid"], entry["drift"]["declared_memory_mb"]) for entry in report["cts"] if entry["drift"])
+    chosen, skipped = [], []
+    for item in report["remediation"]:
+        live = now.get(str(item["vmid"]))
+        why = None
+        if wanted is not None and item["vmid"] not in wanted:
+            why = "not in oom_audit_remediate_vmids"
+        elif max_mb is not None and item["to_mb"] > int(max_mb):
+            why = "above oom_audit_remediate_max_mb (%s MiB): raise it by hand if that is right" % _thousands(int(max_mb))
+        elif live is None:
+            why = "no longer in /cluster/resources"
+        elif live.get("maxmem_mb") is None:
+            why = "/cluster/resources does not say how much memory it has now"
+        elif live["maxmem_mb"] >= item["to_mb"]:
+            why = "it has %s MiB by now (memory is never lowered)" % _thousands(live["maxmem_mb"])
+        if why:
+            skipped.append({"vmid": item["vmid"], "to_mb": item["to_mb"], "why": why})
+            continue
+        chosen.append({"vmid": item["vmid"], "node": live["node"], "now_mb": live["maxmem_mb"], "to_mb": item["to_mb"],
+                       "declared_mb": declared.get(item["vmid"])})
+    return {"raise": chosen, "skipped": skipped}

@@ -3,6 +3,7 @@
     .venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md      # DNS relay vs peers (~6 min)
     .venv/bin/python tests/bench/run.py relay --quick                         # try the harness (~1 min), print only
     .venv/bin/python tests/bench/run.py oom-evidence --write docs/benchmarks.md
+    .venv/bin/python tests/bench/run.py oom-audit --write docs/benchmarks.md  # fleet audit, 250/500/1,000 CTs (~3 min)
     .venv/bin/python tests/bench/run.py all --write docs/benchmarks.md        # what `make bench` runs
 
 The report is sectioned (tests/bench/sections.py): each benchmark owns one
@@ -49,7 +50,12 @@ def bench_oom_evidence(args):
     return subprocess.run(command, check=False).returncode
 
 
-BENCHMARKS = {"relay": bench_relay, "oom-evidence": bench_oom_evidence}
+def bench_oom_audit(args):
+    command = [sys.executable, str(HERE / "bench_oom_audit.py")] + (["--write", args.write] if args.write else [])
+    return subprocess.run(command, check=False).returncode
+
+
+BENCHMARKS = {"relay": bench_relay, "oom-evidence": bench_oom_evidence, "oom-audit": bench_oom_audit}
 
 
 def main(argv=None):

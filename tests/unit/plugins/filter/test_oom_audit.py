@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_filters_are_registered():
-    assert sorted(oom_audit.FilterModule().filters()) == ["oom_audit_html", "oom_audit_markdown", "oom_audit_report"]
+    assert sorted(oom_audit.FilterModule().filters()) == [
+        "oom_audit_html", "oom_audit_markdown", "oom_audit_remediation", "oom_audit_report"]
 
 
 def test_report_then_markdown_and_html():
@@ -31,13 +32,15 @@ def test_report_then_markdown_and_html():
     (lambda: oom_audit.oom_audit_report({"cts": {}}, "nope"), "oom_audit_report: evidence must be a mapping"),
     (lambda: oom_audit.oom_audit_markdown({"x": 1}), "oom_audit_markdown: the input must be the output of"),
     (lambda: oom_audit.oom_audit_html([]), "oom_audit_html: the input must be the output of"),
+    (lambda: oom_audit.oom_audit_remediation({"cts": [], "summary": {}, "remediation": []}, {"x": 1}),
+     "oom_audit_remediation: resources must be the result of enva.pve.pve_resources"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(AnsibleFilterError, match=message):
         call()
 
 
-@pytest.mark.parametrize("name", ["oom_audit_report", "oom_audit_markdown", "oom_audit_html"])
+@pytest.mark.parametrize("name", ["oom_audit_report", "oom_audit_markdown", "oom_audit_html", "oom_audit_remediation"])
 def test_ansible_doc_renders(name):
     done = subprocess.run([str(Path(sys.executable).with_name("ansible-doc")), "-t", "filter", "--json",
                            "enva.pve.%s" % name], capture_output=True, text=True, check=False, cwd=str(ROOT))

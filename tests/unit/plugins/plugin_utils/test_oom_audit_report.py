@@ -198,3 +198,39 @@ def test_empty_fleet_renders():
     page = audit.render_html(report)
     assert "No OOM incident in the window" in page and "No CT with a known memory limit" in page
     assert audit.render_markdown(report).startswith("# Fleet OOM audit")
+
+
+def test_nodes_that_failed_or_dropped_out_are_named(evidence):
+    report = audit.build_report(cluster(), [
+        {"node": "pve1", "result": evidence},
+        {"node": "pve2", "result": None, "error": "kernel_log /x does not exist"}], unreachable=["pve3.example.org"])
+    nodes = {node["node"]: node for node in report["nodes"]}
+    assert nodes["pve2"] == {"node": "pve2", "cts": 0, "audited": False, "error": "kernel_log /x does not exist"}
+    assert nodes["pve3.example.org"]["error"] == "unreachable, or failed before its evidence was read"
+    assert nodes["pve1"]["audited"] is True
+
+
+def remediation_cluster(memory_2017, with_2017=True):
+    resources = cluster()
+    if with_2017:
+        resources["cts"]["2017"]["maxmem_mb"] = memory_2017
+    else:
+        del resources["cts"]["2017"]
+    return resources
+
+
+@pytest.mark.parametrize("now, vmids, max_mb, why", [
+    (1024, None, None, None),
+    (2048, None, None, "it has 2,048 MiB by now (memory is never lowered)"),
+    (4096, None, None, "it has 4,096 MiB by now (memory is never lowered)"),
+    (1024, [101], None, "not in oom_audit_remediate_vmids"),
+    (1024, None, 1536, "above oom_audit_remediate_max_mb (1,536 MiB): raise it by hand if that is right"),
+    (None, None, None, "no longer in /cluster/resources"),
+])
+def test_remediation_only_raises(report, now, vmids, max_mb, why):
+    plan = audit.plan_remediation(report, remediation_cluster(now, now is not None), vmids=vmids, max_mb=max_mb)
+    if why is None:
+        assert plan == {"raise": [{"vmid": 2017, "node": "pve1", "now_mb": 1024, "to_mb": 2048, "declared_mb": 1024}],
+                        "skipped": []}
+    else:
+        assert plan == {"raise": [], "skipped": [{"vmid": 2017, "to_mb": 2048, "why": why}]}
