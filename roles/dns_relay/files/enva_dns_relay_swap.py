@@ -188,6 +188,9 @@ def swap(args):
     except RuntimeError as exc:
         result["errors"].append(str(exc))
     after = time.monotonic()
+    if args.stop:
+        # socat exits 143 on SIGTERM, which leaves its unit "failed": a retired unit is not a failure.
+        systemctl("reset-failed", "--", *args.stop, check=False)
     if result["errors"] and args.stop:
         # The new service did not come up: give the CT its old DNS back rather than none.
         try:

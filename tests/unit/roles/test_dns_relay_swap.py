@@ -131,7 +131,8 @@ def test_swap_kills_leftovers_by_command_line(fake_systemctl, tmp_path):
         assert out["left_over"] == [] and out["errors"] == []
         assert out["gap_ms"] >= out["start_ms"]
         assert fake_systemctl.read_text().splitlines() == [
-            "stop -- dns-forwarder.service", "start -- enva-dns-relay.service"]
+            "stop -- dns-forwarder.service", "start -- enva-dns-relay.service",
+            "reset-failed -- dns-forwarder.service"]
     finally:
         child.kill()
         child.wait()
