@@ -326,9 +326,9 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run_flood(peer, options, count, duration):
+def run_flood(peer, options, count, duration, rate):
     """dnsflood.py against ``peer`` while its RSS and PSS are sampled every 0.5 s; then ``settle_seconds`` more."""
-    command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(options.flood_rate),
+    command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(rate),
                "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
     with Sampler(peer, interval=0.5, pss=True) as sampler:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
@@ -376,18 +376,30 @@ def measure(options, log=print):
             figures["peak_rss_kib"][name] = socat_peak if name == "socat" else peers[name].hwm_kib()
 
         log("bench: flood against the relay: %d q/s for %d s, each query from a new socket" % (options.flood_rate, options.flood_seconds))
-        figures["flood"]["relay"] = run_flood(peers["relay"], options, options.flood_rate * options.flood_seconds, options.flood_seconds)
+        figures["flood"]["relay"] = run_flood(peers["relay"], options, options.flood_rate * options.flood_seconds, options.flood_seconds,
+                                              options.flood_rate)
         figures["flood"]["relay"]["hwm_kib"] = peers["relay"].hwm_kib()
         peers["socat"].stop()  # a fresh socat: its tree holds the children of the dnsperf runs
         peers["socat"].start()
-        log("bench: flood against socat: %d queries at %d q/s" % (options.socat_flood_count, options.flood_rate))
-        figures["flood"]["socat"] = run_flood(peers["socat"], options, options.socat_flood_count, options.flood_seconds)
+        socat_rate = options.socat_flood_count / options.flood_seconds
+        log("bench: flood against socat: %d queries over %d s" % (options.socat_flood_count, options.flood_seconds))
+        figures["flood"]["socat"] = run_flood(peers["socat"], options, options.socat_flood_count, options.flood_seconds, socat_rate)
     finally:
         for name in reversed(PEERS):
             peers[name].stop()
         shutil.rmtree(workdir, ignore_errors=True)
     figures["load_after"] = os.getloadavg()
     return summarize(figures)
+
+
+def other_rcodes(summaries):
+    """dnsperf's "Response codes:" lines of several runs -> "SERVFAIL 11" (every rcode but NOERROR, summed) or "none"."""
+    counts = {}
+    for line in summaries:
+        for rcode, count in re.findall(r"([A-Z0-9]+) (\d+) \(", line):
+            if rcode != "NOERROR":
+                counts[rcode] = counts.get(rcode, 0) + int(count)
+    return ", ".join("%s %s" % (rcode, "{:,}".format(counts[rcode])) for rcode in sorted(counts)) or "none"
 
 
 def summarize(figures):
@@ -402,7 +414,7 @@ def summarize(figures):
             "loss": sum(r["lost"] for r in runs) / max(1, sum(r["sent"] for r in runs)),
             "lat_avg": statistics.fmean(latencies), "lat_p50": statistics.median(latencies),
             "lat_p99": percentile(latencies, 0.99), "lat_n": len(latencies),
-            "rss_kib": figures["peak_rss_kib"][name],
+            "rss_kib": figures["peak_rss_kib"][name], "other_rcodes": other_rcodes(figures["rcodes"][name]),
         }
     figures["rows"] = rows
     relay_flood = figures["flood"]["relay"]["series"]
@@ -458,17 +470,19 @@ def render_markdown(figures, chart_name):
         "### Throughput and memory",
         "",
         "`dnsperf -c 4 -q 200 -l %d`, %s (the peers' order rotates each round); median qps, "
-        "the rounds' range, queries lost over all rounds; peak RSS: VmHWM of the process (socat: the largest sum "
-        "of VmRSS over its process tree, sampled every 0.2 s)." % (options["seconds"], plural(options["rounds"], "interleaved round")),
+        "the rounds' range, queries lost over all rounds, answers other than NOERROR (the relay answers SERVFAIL "
+        "after --timeout when a query or its answer was dropped on the way to or from unbound: a loss the client is told about); peak RSS: VmHWM of the process (socat: "
+        "the largest sum of VmRSS over its process tree, sampled every 0.2 s)." % (
+            options["seconds"], plural(options["rounds"], "interleaved round")),
         "",
-        "| peer | qps (median) | range | × direct | × dnsdist | lost | peak RSS | RSS × direct | RSS × dnsdist |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peer | qps (median) | range | × direct | × dnsdist | lost | not NOERROR | peak RSS | RSS × direct | RSS × dnsdist |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in PEERS:
         row = rows[name]
-        lines.append("| %s | %s | %s–%s | %s | %s | %.3f%% | %.1f MiB | %s | %s |" % (
+        lines.append("| %s | %s | %s–%s | %s | %s | %.3f%% | %s | %.1f MiB | %s | %s |" % (
             LABELS[name], "{:,.0f}".format(row["qps"]), "{:,.0f}".format(row["qps_min"]), "{:,.0f}".format(row["qps_max"]),
-            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), 100 * row["loss"],
+            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), 100 * row["loss"], row["other_rcodes"],
             row["rss_kib"] / MIB, ratio(row["rss_kib"], direct["rss_kib"]), ratio(row["rss_kib"], dnsdist["rss_kib"])))
     lines += [
         "",
@@ -492,11 +506,12 @@ def render_markdown(figures, chart_name):
         "### Random-source-port flood",
         "",
         "`tests/bench/dnsflood.py`: each query from a new UDP socket (a new source port, as stub resolvers send them), "
-        "%d queries/s, each socket waits 1 s for its answer. The relay: %d s. socat: stopped after %s queries, since it "
-        "forks a process per source port and never reaps it (the CT 2017 incident); both watched %d s more. RSS sampled "
+        "each socket waits 1 s for its answer, for %d s. The relay: %s queries/s. socat: %s queries in all (%.0f/s), since it "
+        "forks a process per source port and never reaps it (the CT 2017 incident); both watched %d s more. RSS "
         "and PSS (shared pages divided among the processes sharing them: what fills a CT's memory cgroup) sampled "
         "every 0.5 s, socat's summed over its process tree." % (
-            options["flood_rate"], options["flood_seconds"], "{:,}".format(options["socat_flood_count"]), options["settle_seconds"]),
+            options["flood_seconds"], "{:,}".format(options["flood_rate"]), "{:,}".format(options["socat_flood_count"]),
+            options["socat_flood_count"] / options["flood_seconds"], options["settle_seconds"]),
         "",
         "| peer | queries | answered | RSS at start | peak RSS | RSS at end | peak PSS | processes at end |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -576,7 +591,7 @@ def render_chart(figures, path):
         ax.plot([s[0] for s in series], [s[2] / MIB for s in series], color=colors[name], linestyle="--",
                 label="%s PSS" % LABELS[name])
     ax.set_yscale("log")
-    ax.set_title("Memory during the random-source-port flood (%d q/s)" % figures["options"]["flood_rate"])
+    ax.set_title("Memory during the random-source-port flood (%d s)" % figures["options"]["flood_seconds"])
     ax.set_xlabel("seconds")
     ax.set_ylabel("MiB (log)")
     ax.legend(fontsize=8)

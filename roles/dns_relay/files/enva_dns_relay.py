@@ -57,7 +57,8 @@ What it does with a query (RFC 1035, RFC 5452, RFC 7766):
   (os.urandom, the generator `secrets` uses; importing `secrets` would load
   OpenSSL and cost 4 MiB of memory for nothing). UDP goes out on connected
   sockets (8 per upstream, each bound by the kernel to a random ephemeral
-  port, replaced after 10,000 queries; each query picks one at random), so
+  port, replaced after 10,000 queries; the queries read in one wakeup of
+  the loop go out on one of them, picked at random for each wakeup), so
   the kernel drops datagrams from any other source. An answer is accepted
   only if its ID is in flight on that socket and its question equals the
   query's (name compared case-insensitively, type and class exactly);

@@ -51,6 +51,12 @@ def test_a_missed_target_is_reported(kwargs, missed):
     assert "| %s |" % missed in relay_bench.render_markdown(summary, "chart.png").replace("| **no** |", "")
 
 
+def test_other_rcodes_are_summed_over_the_runs():
+    lines = ["NOERROR 722319 (100.00%), SERVFAIL 4 (0.00%)", "NOERROR 615611 (100.00%)", "NOERROR 9 (90.00%), SERVFAIL 7 (0.00%), REFUSED 1 (10.00%)"]
+    assert relay_bench.other_rcodes(lines) == "REFUSED 1, SERVFAIL 11"
+    assert relay_bench.other_rcodes(lines[1:2]) == "none"
+
+
 def test_latency_percentiles():
     summary = relay_bench.summarize(figures())
     relay = summary["rows"]["relay"]

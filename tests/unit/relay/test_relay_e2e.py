@@ -105,6 +105,68 @@ def test_concurrent_clients_with_the_same_id_are_never_mixed_up(relay_factory, u
             sock.close()
 
 
+def test_a_burst_mixing_every_kind_of_query_gets_each_its_own_answer(relay_factory, upstream_factory):
+    """Back to back from two clients, read by the relay in few wakeups: good queries (some answered with the
+    name lower-cased, some after a forged answer), junk, another opcode, and a client outside --allow."""
+    def varied(query, transport):
+        index = int(dns.message.from_wire(query).question[0].name.labels[0][1:])
+        wire = bytearray(make_answer(query, "10.1.0.%d" % index))
+        qlen = question_len(query)
+        if index % 3 == 1:
+            wire[12:12 + qlen - 4] = bytes(query[12:12 + qlen - 4]).lower()
+        replies = [Reply(bytes(wire), delay=0.05 * (index % 4))]
+        if index % 3 == 2:
+            replies.insert(0, Reply(make_answer(make_query("x.Burst.Test.", qid=int.from_bytes(query[:2], "big")))))
+        return replies
+
+    up = upstream_factory(varied)
+    relay = relay_factory("--upstream", up.addr, "--allow", "127.0.0.1/32")
+    malformed = malformed_cases()
+    expected = {}
+    with udp_client() as allowed, udp_client("127.0.0.2") as outsider:
+        for index in range(60):
+            qid = 0x1000 + index
+            if index % 10 == 3:
+                wire, rcode = malformed["qdcount"]
+                expected[qid] = ("rcode", dns.rcode.FORMERR)
+            elif index % 10 == 5:
+                wire, rcode = malformed["opcode"]
+                expected[qid] = ("rcode", dns.rcode.NOTIMP)
+            elif index % 10 == 7:
+                wire, rcode = malformed["short"]
+            else:
+                wire = make_query("b%d.Burst.Test." % index)
+                expected[qid] = ("answer", index, wire)
+            allowed.sendto(with_id(wire, qid) if len(wire) >= 12 else wire, ("127.0.0.1", relay.port))
+            if index % 10 == 9:
+                refused = make_query("r%d.Burst.Test." % index, qid=qid)
+                outsider.sendto(refused, ("127.0.0.1", relay.port))
+        got = {}
+        while len(got) < len(expected):
+            reply = allowed.recv(65535)
+            got[int.from_bytes(reply[:2], "big")] = reply
+        for index in range(9, 60, 10):
+            reply = outsider.recv(65535)
+            assert rcode_of(reply) == dns.rcode.REFUSED
+            assert str(dns.message.from_wire(reply).question[0].name) == "r%d.Burst.Test." % index
+    assert set(got) == set(expected)
+    for qid, want in expected.items():
+        if want[0] == "rcode":
+            assert rcode_of(got[qid]) == want[1], hex(qid)
+            continue
+        _kind, index, wire = want
+        qlen = question_len(wire)
+        assert got[qid][12:12 + qlen] == wire[12:12 + qlen], "the client's own question bytes, mixed case kept"
+        assert first_address(got[qid]) == "10.1.0.%d" % index
+    assert all(q[12:].find(b"Burst") > 0 for q in client_queries(up)), "nothing malformed or refused was forwarded"
+    good = [want[1] for want in expected.values() if want[0] == "answer"]
+    assert len(client_queries(up)) == len(good) == 42
+    metrics = relay.metrics()
+    assert metrics['enva_dns_relay_ignored_total{reason="question"}'] == len([i for i in good if i % 3 == 2])
+    assert metrics['enva_dns_relay_refused_total{reason="acl"}'] == 6
+    assert metrics['enva_dns_relay_malformed_total{reason="short"}'] == 6
+
+
 def test_forged_and_mismatched_answers_are_ignored_and_the_real_one_accepted(relay_factory, upstream_factory):
     def hostile(query, transport):
         qid = int.from_bytes(query[:2], "big")
