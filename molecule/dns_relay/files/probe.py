@@ -20,7 +20,7 @@ import dns.rcode
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--server", required=True)
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--name", required=True)

@@ -212,7 +212,7 @@ def swap(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="enva_dns_relay_swap.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="enva_dns_relay_swap.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="action", required=True)
     finder = sub.add_parser("find", help="list the forking forwarders on a port (read-only)")
     finder.add_argument("--port", type=int, required=True)

@@ -35,7 +35,7 @@ UnitFileState=enabled
 FragmentPath=/lib/systemd/system/ssh.service
 KillMode=process
 MainPID=7
-ExecStart={ path=/usr/sbin/sshd ; argv[]=/usr/sbin/sshd -D $SSHD_OPTS ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
+ExecStart={ path=/usr/sbin/sshd ; argv[]=/usr/sbin/sshd -D $SSHD_OPTS ; ignore_errors=no ; start_time=[n/a] ; pid=0 }
 ControlGroup=/system.slice/ssh.service
 
 Id=old.service
@@ -89,7 +89,8 @@ def fake_systemctl(tmp_path, monkeypatch):
     script.write_text("""#!/bin/sh
 echo "$*" >> %s
 case "$1" in
-  list-unit-files) printf 'dns-forwarder.service enabled enabled\\nssh.service enabled enabled\\nold.service masked enabled\\ngetty@.service enabled enabled\\n' ;;
+  list-unit-files) printf 'dns-forwarder.service enabled enabled\\nssh.service enabled enabled\\n'
+    printf 'old.service masked enabled\\ngetty@.service enabled enabled\\n' ;;
   list-units) printf 'dns-forwarder.service loaded active running DNS\\n' ;;
   show) cat %s ;;
   start) case "$*" in *broken*) echo "Job failed" >&2; exit 1 ;; esac ;;
