@@ -156,7 +156,7 @@ def ct_entry(item):
         "name": item.get("name"),
         "status": item.get("status"),
         "tags": split_tags(item.get("tags")),
-        "template": bool(_int(item.get("template")) or 0),
+        "template": _int(item.get("template")) == 1,
         "lock": item.get("lock") or None,
         "uptime": _int(item.get("uptime")),
         "cpu": item.get("cpu"),

@@ -557,8 +557,9 @@ def render_markdown(report, max_rows=None):
     if flagged:
         lines += ["", "## Findings", ""]
     for entry in flagged:
-        lines += ["### CT %d %s (node %s): %s" % (entry["vmid"], entry["name"] or "", entry["node"] or "?",
-                                                   SEVERITY_LABEL[entry["severity"]]), ""]
+        title = "### CT %d %s (node %s): %s" % (
+            entry["vmid"], entry["name"] or "", entry["node"] or "?", SEVERITY_LABEL[entry["severity"]])
+        lines += [title, ""]
         if entry["oom"]["likely_cause"]:
             lines.append("- Likely cause: %s" % entry["oom"]["likely_cause"])
         for incident in entry["incidents"]:
@@ -574,8 +575,8 @@ def render_markdown(report, max_rows=None):
             lines.append("- Memory pressure: %s (avg60, percent of time)" % _pressure_cell(entry))
         if entry["drift"] and entry["drift"]["state"] == "differs":
             lines.append("- Declared vs live: %s" % entry["drift"]["text"])
-        lines.append("- Recommendation: **%s**. %s" % (entry["recommendation"]["summary"],
-                                                        entry["recommendation"]["text"] or ""))
+        lines.append("- Recommendation: **%s**. %s" % (
+            entry["recommendation"]["summary"], entry["recommendation"]["text"] or ""))
         lines.append("")
     if report["declared"] and report["declared"]["missing_from_cluster"]:
         lines += ["Declared in %s but not in the cluster: %s" % (
@@ -602,8 +603,8 @@ def _label(entry, width=26):
 def svg_headroom(report, limit=CHART_CTS):
     """Memory per CT as a share of its limit: used now (dark), peak (light), the rest is headroom."""
     entries = [entry for entry in report["cts"] if (entry["limit_mb"] or entry["memory_mb"])][:limit]
-    row, top, left, bar = 20, 34, 210, 520
-    width = left + bar + 250
+    row, top, left, bar_width = 20, 34, 210, 520
+    width = left + bar_width + 250
     height = top + row * max(len(entries), 1) + 30
     parts = [
         '<svg xmlns="http://www.w3.org/2000/svg" id="chart-headroom" class="chart" role="img" '
@@ -613,8 +614,8 @@ def svg_headroom(report, limit=CHART_CTS):
         '</title>',
         '<text x="%d" y="14" class="axis">0%%</text>' % left,
         '<text x="%d" y="14" class="axis" text-anchor="middle">%d%%</text>' % (
-            left + bar * (100 - HEADROOM_LOW_PCT) / 100.0, 100 - HEADROOM_LOW_PCT),
-        '<text x="%d" y="14" class="axis" text-anchor="end">100%%</text>' % (left + bar),
+            left + bar_width * (100 - HEADROOM_LOW_PCT) / 100.0, 100 - HEADROOM_LOW_PCT),
+        '<text x="%d" y="14" class="axis" text-anchor="end">100%%</text>' % (left + bar_width),
     ]
     if not entries:
         parts.append('<text x="%d" y="%d" class="empty">No CT with a known memory limit</text>' % (left, top + 14))
@@ -623,8 +624,8 @@ def svg_headroom(report, limit=CHART_CTS):
         limit_mb = entry["limit_mb"] or entry["memory_mb"]
         used = entry["usage_mb"] or 0
         peak = entry["peak_mb"] if entry["peak_mb"] is not None else used
-        used_w = min(bar, bar * used / float(limit_mb))
-        peak_w = min(bar, bar * peak / float(limit_mb))
+        used_w = min(bar_width, bar_width * used / float(limit_mb))
+        peak_w = min(bar_width, bar_width * peak / float(limit_mb))
         color = COLORS[entry["severity"]]
         headroom = _pct(entry["headroom_pct"]) if entry["headroom_pct"] is not None else "n/a"
         tip = "CT %d %s: limit %s MiB, used %s MiB, peak %s MiB, headroom %s" % (
@@ -632,14 +633,14 @@ def svg_headroom(report, limit=CHART_CTS):
         parts.append('<g class="bar" data-vmid="%d"><title>%s</title>' % (entry["vmid"], _e(tip)))
         parts.append('<text x="%d" y="%d" class="label" text-anchor="end">%s</text>' % (
             left - 8, y + 13, _e(_label(entry))))
-        parts.append('<rect x="%d" y="%d" width="%d" height="14" class="limit"/>' % (left, y + 2, bar))
+        parts.append('<rect x="%d" y="%d" width="%d" height="14" class="limit"/>' % (left, y + 2, bar_width))
         parts.append('<rect x="%d" y="%d" width="%.1f" height="14" fill="%s" fill-opacity="0.35" class="peak"/>' % (
             left, y + 2, peak_w, color))
         parts.append('<rect x="%d" y="%d" width="%.1f" height="14" fill="%s" class="used"/>' % (
             left, y + 2, used_w, color))
         parts.append('<text x="%d" y="%d" class="value">%s headroom, %s MiB limit</text></g>' % (
-            left + bar + 8, y + 13, _e(headroom), _e(_mb(limit_mb))))
-    mark = left + bar * (100 - HEADROOM_LOW_PCT) / 100.0
+            left + bar_width + 8, y + 13, _e(headroom), _e(_mb(limit_mb))))
+    mark = left + bar_width * (100 - HEADROOM_LOW_PCT) / 100.0
     parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" class="threshold"/>' % (
         mark, top - 4, mark, top + row * max(len(entries), 1)))
     more = len([entry for entry in report["cts"] if (entry["limit_mb"] or entry["memory_mb"])]) - len(entries)
@@ -705,9 +706,9 @@ def svg_timeline(report, limit=TIMELINE_CTS):
             x = left + pad + (span - 2 * pad) * (incident["epoch"] - start) / (end - start)
             kills = max(incident["victims_total"], 1)
             radius = min(4 + 2.5 * math.sqrt(kills), 11)
-            tip = "CT %d %s, %s: %s victim(s) %s" % (entry["vmid"], entry["name"] or "", incident["start"],
-                                                      _thousands(incident["victims_total"]),
-                                                      _victims_text(incident["victims_by_name"]))
+            tip = "CT %d %s, %s: %s victim(s) %s" % (
+                entry["vmid"], entry["name"] or "", incident["start"], _thousands(incident["victims_total"]),
+                _victims_text(incident["victims_by_name"]))
             parts.append('<circle cx="%.1f" cy="%.1f" r="%.1f" fill="%s" class="incident" data-vmid="%d">'
                          '<title>%s</title></circle>' % (x, y, radius, COLORS[entry["severity"]], entry["vmid"],
                                                          _e(tip)))

@@ -111,7 +111,7 @@ def test_incidents_of_a_migrated_ct_come_from_every_node(evidence):
     moved = json.loads(json.dumps(evidence))
     pve2 = {"cts": {"2017": dict(moved["cts"]["2017"], incidents=[], oom_events=0)}, "window": moved["window"],
             "sources": moved["sources"], "unattributed_events": []}
-    pve1 = dict(moved, cts={key: value for key, value in moved["cts"].items()})
+    pve1 = dict(moved, cts=dict(moved["cts"]))
     resources = cluster()
     resources["cts"]["2017"]["node"] = "pve2"
     report = audit.build_report(resources, {"pve1": pve1, "pve2": pve2})
