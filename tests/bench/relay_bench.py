@@ -471,8 +471,9 @@ def render_markdown(figures, chart_name):
         "",
         "`dnsperf -c 4 -q 200 -l %d`, %s (the peers' order rotates each round); median qps, "
         "the rounds' range, queries lost over all rounds, answers other than NOERROR (the relay answers SERVFAIL "
-        "after --timeout when a query or its answer was dropped on the way to or from unbound: a loss the client is told about); peak RSS: VmHWM of the process (socat: "
-        "the largest sum of VmRSS over its process tree, sampled every 0.2 s)." % (
+        "after --timeout when a query or its answer was dropped on the way to or from unbound: a loss the client is "
+        "told about); peak RSS: VmHWM of the process (socat: the largest sum of VmRSS over its process tree, sampled "
+        "every 0.2 s)." % (
             options["seconds"], plural(options["rounds"], "interleaved round")),
         "",
         "| peer | qps (median) | range | × direct | × dnsdist | lost | not NOERROR | peak RSS | RSS × direct | RSS × dnsdist |",

@@ -499,7 +499,10 @@ def build_parser():
     for name, (text, multi, _default, _convert) in OPTIONS.items():
         metavar = {"listen": "ADDR:PORT", "upstream": "ADDR:PORT", "allow": "CIDR", "metrics": "[ADDR:]PORT",
                    "log-level": "LEVEL"}.get(name, "N" if name.startswith("max") else "S")
-        parser.add_argument("--" + name, action="append" if multi else "store", metavar=metavar, help=text)
+        if name == "allow":  # --allow A --allow B and --allow A B alike
+            parser.add_argument("--" + name, action="append", nargs="+", metavar=metavar, help=text)
+        else:
+            parser.add_argument("--" + name, action="append" if multi else "store", metavar=metavar, help=text)
     parser.add_argument("--config", metavar="FILE", help="INI file with a [relay] section (see below); flags override it")
     parser.add_argument("--check-config", action="store_true", help="print the effective configuration and exit (2 if invalid)")
     parser.add_argument("--version", action="version", version="%(prog)s " + VERSION)
@@ -516,7 +519,11 @@ def load_settings(args):
     for name, (_text, multi, _default, _convert) in OPTIONS.items():
         given = getattr(args, name.replace("-", "_"))
         if given is not None:
-            values[name] = [item for text in given for item in split_list(text)] if multi else given
+            if multi:
+                texts = [text for group in given for text in (group if isinstance(group, list) else [group])]
+                values[name] = [item for text in texts for item in split_list(text)]
+            else:
+                values[name] = given
     try:
         return Settings(values, args.config)
     except ConfigError as exc:

@@ -87,6 +87,20 @@ def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
     assert settings.metrics is None and settings.log_level == "info"
 
 
+@pytest.mark.parametrize("argv", [
+    ["--allow", "192.0.2.0/24", "--allow", "198.51.100.0/24", "--allow", "local"],
+    ["--allow", "192.0.2.0/24", "198.51.100.0/24", "local"],
+    ["--allow", "192.0.2.0/24,198.51.100.0/24", "--allow", "local"],
+])
+def test_allow_takes_several_cidrs_after_one_flag_or_repeated(argv):
+    args = relay.build_parser().parse_args(["--upstream", "192.0.2.53", "--listen", "127.0.0.1:5300", "--listen", "[::1]:5300"]
+                                           + argv)
+    settings = relay.load_settings(args)
+    assert settings.raw["allow"] == ["192.0.2.0/24", "198.51.100.0/24", "local"]
+    assert [str(n) for n in settings.allow[:4]] == ["192.0.2.0/24", "198.51.100.0/24", "127.0.0.0/8", "::1/128"]
+    assert [e.label for e in settings.listen] == ["127.0.0.1:5300", "[::1]:5300"]
+
+
 def test_duplicate_addresses_are_refused():
     args = relay.build_parser().parse_args(["--upstream", "192.0.2.1", "--upstream", "192.0.2.1:53"])
     with pytest.raises(relay.ConfigError, match="upstream: an address is given twice"):
