@@ -17,6 +17,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -191,7 +192,8 @@ def kernel_lines_since(offset):
 
 def oom_kills(lines, vmid=VMID):
     """The kernel's OOM kills inside the CT's cgroup (``oom-kill:... oom_memcg=/lxc/VMID``)."""
-    return sum(1 for line in lines if "oom-kill:" in line and "oom_memcg=/lxc/%d" % vmid in line)
+    memcg = re.compile(r"oom_memcg=/lxc/%d(,|\s|$)" % vmid)
+    return sum(1 for line in lines if "oom-kill:" in line and memcg.search(line))
 
 
 def declared_entry(text, vmid=VMID):
