@@ -160,7 +160,7 @@ def describe(listeners):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--haproxy-config")
     parser.add_argument("--resolve", action="append", default=[], metavar="NAME")
@@ -169,8 +169,8 @@ def main():
     listeners = []
     for proto, address, port, inode in sockets(args.port):
         entry = {"proto": proto, "address": address, "port": port}
-        entry.update(process(owners[inode]) if inode in owners else {"pid": None, "command": None, "argv": [],
-                                                                      "unit": None})
+        unknown = {"pid": None, "command": None, "argv": [], "unit": None}
+        entry.update(process(owners[inode]) if inode in owners else unknown)
         listeners.append(entry)
     result = {"listeners": listeners, "forwarder": describe(listeners), "processes": process_counts(),
               "nameservers": nameservers(),
