@@ -9,28 +9,14 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from ansible_collections.enva.pve.tests.unit.roles import role_specs
+from ansible_collections.enva.pve.tests.unit.roles.role_specs import (  # noqa: F401  pylint: disable=unused-import
+    ROOT, defaults, options)
+
 ROLE = ROOT / "roles" / "haproxy_dns"
-TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
-
-
-def _load(path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def defaults():
-    return _load(ROLE / "defaults" / "main.yml")
-
-
-@pytest.fixture(scope="module")
-def options():
-    return _load(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +28,20 @@ def facts():
 
 
 def used_variables():
-    names = set()
-    for path in list((ROLE / "tasks").glob("*.yml")) + list((ROLE / "vars").glob("*.yml")):
-        text = re.sub(r"(?m)^\s*tags:.*$", "", path.read_text(encoding="utf-8"))     # tag names are not variables
-        names |= set(re.findall(r"(?<![\w.])(haproxy_dns_\w+)", text))
-    return names
+    return role_specs.used_variables(ROLE, "haproxy_dns_")
 
 
 def test_same_variables(defaults, options):
-    assert sorted(set(defaults) - set(options)) == [], "in defaults/main.yml, not in meta/argument_specs.yml"
-    assert sorted(set(options) - set(defaults)) == [], "in meta/argument_specs.yml, not in defaults/main.yml"
+    role_specs.assert_same_variables(defaults, options)
 
 
 def test_public_names_carry_the_role_prefix(defaults):
     assert [name for name in defaults if not name.startswith("haproxy_dns_")] == []
 
 
-@pytest.mark.parametrize("name", sorted(_load(ROLE / "defaults" / "main.yml")))
+@pytest.mark.parametrize("name", sorted(role_specs.role_defaults(ROLE)))
 def test_default_and_type_agree(defaults, options, name):
-    spec = options[name]
-    assert spec.get("description"), "%s has no description" % name
-    assert "default" in spec and spec["default"] == defaults[name], "%s: defaults differ" % name
-    value = defaults[name]
-    if value is None or (isinstance(value, str) and "{{" in value):      # null, or computed when the role runs
-        return
-    assert isinstance(value, TYPES[spec["type"]]), "%s: %r is not a %s" % (name, value, spec["type"])
-    if spec["type"] == "list":
-        assert "elements" in spec
+    role_specs.assert_default_agrees(name, options[name], defaults[name])
 
 
 def test_every_variable_the_role_reads_is_documented_and_used(options):
@@ -82,7 +55,7 @@ def test_secrets_are_no_log(options):
 
 
 def test_playbook_runs_the_role_on_the_haproxy_group():
-    plays = _load(ROOT / "playbooks" / "haproxy_dns.yml")
+    plays = role_specs.load(ROOT / "playbooks" / "haproxy_dns.yml")
     assert len(plays) == 1
     assert plays[0]["hosts"] == "{{ haproxy_dns_hosts | default('haproxy') }}"
     assert plays[0]["roles"] == [{"role": "enva.pve.haproxy_dns"}]
@@ -90,8 +63,8 @@ def test_playbook_runs_the_role_on_the_haproxy_group():
 
 @pytest.mark.parametrize("inventory", ["lab", "example"])
 def test_inventories_name_the_ct_the_node_and_sins(inventory):
-    hosts = _load(ROOT / "inventories" / inventory / "hosts.yml")["all"]["children"]
-    group = _load(ROOT / "inventories" / inventory / "group_vars" / "haproxy.yml")
+    hosts = role_specs.load(ROOT / "inventories" / inventory / "hosts.yml")["all"]["children"]
+    group = role_specs.load(ROOT / "inventories" / inventory / "group_vars" / "haproxy.yml")
     ct = hosts["haproxy"]["hosts"]["ct2017"]
     assert ct["haproxy_dns_vmid"] == 2017
     node = ct.get("haproxy_dns_node_host", group.get("haproxy_dns_node_host"))

@@ -4,66 +4,38 @@ is documented, and the playbook's syntax is valid."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from ansible_collections.enva.pve.tests.unit.roles import role_specs
+from ansible_collections.enva.pve.tests.unit.roles.role_specs import (  # noqa: F401  pylint: disable=unused-import
+    ROOT, defaults, options)
+
 ROLE = ROOT / "roles" / "oom_audit"
 # Facts the role sets for the play (documented in the argument spec's description), not inputs.
 RETURNED = {"oom_audit_summary", "oom_audit_report_files"}
-TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
-
-
-def load(path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def defaults():
-    return load(ROLE / "defaults" / "main.yml")
-
-
-@pytest.fixture(scope="module")
-def options():
-    return load(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
 def used_variables():
-    names = set()
-    for folder, pattern in (("tasks", "*.yml"), ("templates", "*.j2"), ("vars", "*.yml")):
-        for path in (ROLE / folder).glob(pattern):
-            names |= set(re.findall(r"(?<![\w.])(oom_audit_\w+)", path.read_text(encoding="utf-8")))
-    return names
+    return role_specs.used_variables(ROLE, "oom_audit_")
 
 
 def test_same_variables(defaults, options):
-    assert sorted(set(defaults) - set(options)) == [], "in defaults/main.yml, not in meta/argument_specs.yml"
-    assert sorted(set(options) - set(defaults)) == [], "in meta/argument_specs.yml, not in defaults/main.yml"
+    role_specs.assert_same_variables(defaults, options)
 
 
 def test_public_names_carry_the_role_prefix(defaults):
     assert [name for name in defaults if not name.startswith("oom_audit_")] == []
-    internal = load(ROLE / "vars" / "main.yml")
+    internal = role_specs.load(ROLE / "vars" / "main.yml")
     assert [name for name in internal if not name.startswith("__oom_audit_")] == []
 
 
-@pytest.mark.parametrize("name", sorted(load(ROLE / "defaults" / "main.yml")))
+@pytest.mark.parametrize("name", sorted(role_specs.role_defaults(ROLE)))
 def test_default_and_type_agree(defaults, options, name):
-    spec = options[name]
-    assert spec.get("description"), "%s has no description" % name
-    assert spec.get("default") == defaults[name], "%s: default %r in argument_specs, %r in defaults" % (
-        name, spec.get("default"), defaults[name])
-    assert isinstance(defaults[name], TYPES[spec["type"]]), "%s: %r is not a %s" % (name, defaults[name], spec["type"])
-    if spec["type"] == "list":
-        assert "elements" in spec, "%s: a list without elements" % name
-    if "choices" in spec:
-        values = defaults[name] if spec["type"] == "list" else [defaults[name]]
-        assert set(values) <= set(spec["choices"]), "%s: default outside its choices" % name
+    role_specs.assert_default_agrees(name, options[name], defaults[name])
 
 
 def test_every_variable_the_role_reads_is_documented(options):

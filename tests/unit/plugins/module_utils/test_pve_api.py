@@ -10,6 +10,7 @@ from proxmoxer.core import AuthenticationError, ResourceException
 
 from ansible_collections.enva.pve.plugins.module_utils import pve_api
 from ansible_collections.enva.pve.tests.unit.lab.pve_lab_support import lab, pve_lab  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
 
 TOKEN = pve_api.Connection("pve1.example.org", 8006, "enva@pve", token_id="ansible", api_timeout=5,
                            ca_path="/etc/ssl/pve-root-ca.pem")
@@ -27,9 +28,7 @@ def module_fails(monkeypatch):
         raise FailJson(kwargs)
 
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    for name in ("PROXMOX_HOST", "PROXMOX_PORT", "PROXMOX_USER", "PROXMOX_PASSWORD", "PROXMOX_TOKEN_ID",
-                 "PROXMOX_TOKEN_SECRET", "PROXMOX_CA_PATH", "PROXMOX_VALIDATE_CERTS", "PROXMOX_API_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+    harness.clear_proxmox_env(monkeypatch)
 
 
 def resource(status, reason, errors=None):

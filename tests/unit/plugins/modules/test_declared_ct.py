@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.modules import declared_ct
+from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
+from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
 from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -23,26 +24,9 @@ LAB_FILE = ROOT / "tests" / "lab" / "enva.yaml"
 BIN = Path(sys.executable).parent
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        self.do_cleanup_files()
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        self.do_cleanup_files()
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    harness.raise_on_exit(monkeypatch, cleanup_files=True)
 
 
 @pytest.fixture
@@ -56,10 +40,7 @@ def site(tmp_path):
 
 
 def run_main(**args):
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            declared_ct.main()
-    return caught.type, caught.value.args[0]
+    return harness.run_main(declared_ct, args)
 
 
 def changed_lines(before, after):

@@ -9,39 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.enva.pve.plugins.module_utils import dns_check
 from ansible_collections.enva.pve.plugins.modules import dns_query
+from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
 from ansible_collections.enva.pve.tests.unit.plugins.modules.dns_servers import (
     BIG_TXT, SilentTcp, SilentUdp, Unbound, free_port)
+from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
 
 ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise ExitJson(dict(kwargs, warnings=warnings))
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
+    harness.raise_on_exit(monkeypatch, warnings=[])
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +36,7 @@ def unbound(tmp_path_factory):
 
 
 def run_main(**args):
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            dns_query.main()
-    return caught.type, caught.value.args[0]
+    return harness.run_main(dns_query, args)
 
 
 def ask(unbound, **args):

@@ -9,57 +9,31 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.enva.pve.plugins.module_utils import pve_api
 from ansible_collections.enva.pve.plugins.modules import lxc_memory
 from ansible_collections.enva.pve.tests.unit.lab.pve_lab_support import (  # noqa: F401  pylint: disable=unused-import
     closed_port, lab, pve_lab, silent_port)
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
+from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
+from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson
 
 
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        kwargs = basic.remove_values(kwargs, self.no_log_values)
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        kwargs = basic.remove_values(kwargs, self.no_log_values)
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    for name in ("PROXMOX_HOST", "PROXMOX_PORT", "PROXMOX_USER", "PROXMOX_PASSWORD", "PROXMOX_TOKEN_ID",
-                 "PROXMOX_TOKEN_SECRET", "PROXMOX_CA_PATH", "PROXMOX_VALIDATE_CERTS", "PROXMOX_API_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+    harness.raise_on_exit(monkeypatch, hide_no_log=True)
+    harness.clear_proxmox_env(monkeypatch)
 
 
 def run_main(args):
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            lxc_memory.main()
-    return caught.type, caught.value.args[0]
+    return harness.run_main(lxc_memory, args)
 
 
 def ok(server, connection=None, **args):
-    kind, result = run_main(dict(connection or server.connection(), **args))
-    assert kind is ExitJson, result
-    return result
+    return harness.api_ok(lxc_memory, server, connection, **args)
 
 
 def failed(server, connection=None, **args):
-    kind, result = run_main(dict(connection or server.connection(), **args))
-    assert kind is FailJson, result
-    return result["msg"]
+    return harness.api_failed(lxc_memory, server, connection, **args)
 
 
 def test_raise_1024_to_2048_live_then_unchanged(lab):

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence
+from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
+from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 KERNEL = FIXTURES / "kernel"
@@ -23,34 +23,16 @@ CONFIGS = str(FIXTURES / "pve-lxc")
 ROOT = Path(__file__).resolve().parents[4]
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    harness.raise_on_exit(monkeypatch)
     monkeypatch.setattr(lxc_oom_evidence, "JOURNALD_SOCKET", "/nonexistent/journal/socket")
 
 
 def run_main(**args):
     base = {"cgroup_root": V2, "pve_config_dir": CONFIGS, "lifecycle_log": str(FIXTURES / "lifecycle")}
     base.update(args)
-    with patch_module_args(base):
-        with pytest.raises((ExitJson, FailJson)) as caught:
-            lxc_oom_evidence.main()
-    return caught.type, caught.value.args[0]
+    return harness.run_main(lxc_oom_evidence, base)
 
 
 @pytest.mark.parametrize("check_mode", [False, True])
