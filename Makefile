@@ -39,12 +39,16 @@ sanity:
 unit:
 	tools/pytest.sh -m "not lab"
 
+# The lab is one per host: the stages that use it hold its lock (/run/enva-lab.lock, which
+# make demo takes too), so two runs wait for each other instead of colliding.
+LAB_LOCK := flock $${ENVA_LAB_LOCK:-/run/enva-lab.lock}
+
 # Tests that need root and the real lab (tests/lab/labctl): up, reproduce the OOM, down.
 labtest:
-	tools/pytest.sh -m lab
+	$(LAB_LOCK) tools/pytest.sh -m lab
 
 molecule:
-	tools/molecule.sh
+	$(LAB_LOCK) tools/molecule.sh
 
 # The main job on the lab (tools/demo.py, as root): labctl up, the CT 2017 OOM as found, the fix
 # (playbooks/haproxy_dns.yml with inventories/lab), the same flood again, a before/after table.

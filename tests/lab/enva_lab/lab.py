@@ -10,9 +10,9 @@ import datetime
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
-import re
 import ssl
 import sys
 import time
@@ -513,7 +513,7 @@ class Lab:
                                                      qps, max_seconds))
         started = time.time()
         summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True)
-        oom_lines = self._wait_kernel_lines(kern_offset, "oom_memcg=/lxc/%d" % vmid, 10)   # the first report's kill
+        oom_lines = self._wait_kernel_lines(kern_offset, r"oom_memcg=/lxc/%d(?![\w])" % vmid, 10)   # the first report's kill
         seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
         deadline = time.monotonic() + down_wait
         while ct.lxc_info(self.layout, vmid)[0] != "stopped" and time.monotonic() < deadline:
@@ -541,10 +541,10 @@ class Lab:
             handle.seek(offset)
             return handle.read().splitlines()
 
-    def _wait_kernel_lines(self, offset, needle, seconds):
+    def _wait_kernel_lines(self, offset, pattern, seconds):
         deadline = time.monotonic() + seconds
         while True:
-            found = [line for line in self._kernel_lines(offset) if needle in line]
+            found = [line for line in self._kernel_lines(offset) if re.search(pattern, line)]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.5)
