@@ -142,15 +142,7 @@ def write_node_logs(base, node, vmids, rng, storm_vmid):
     with open(kern_log, "w") as handle:
         for offset, message in messages:
             handle.write(oom_corpus.short_iso_precise(START + offset, message, host=node) + "\n")
-    for vmid in vmids:
-        lines = []
-        for offset, text in ((0, "Started pve-container@%d.service - PVE LXC Container: %d."),
-                             (40000, "pve-container@%d.service: Deactivated successfully."),
-                             (40300, "Started pve-container@%d.service - PVE LXC Container: %d.")):
-            message = text % ((vmid, vmid) if text.count("%d") == 2 else (vmid,))
-            lines.append(json.dumps({"__REALTIME_TIMESTAMP": str(int((START + offset) * 1e6)),
-                                     "SYSLOG_IDENTIFIER": "systemd", "MESSAGE": message}))
-        (journal / ("pve-container@%d.jsonl" % vmid)).write_text("\n".join(lines) + "\n")
+    oom_corpus.write_lifecycle_journals(journal, vmids, START)
     return kern_log, journal, len(messages)
 
 

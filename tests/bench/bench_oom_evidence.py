@@ -17,7 +17,6 @@ lifecycle journal, counters, census, correlation.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -122,15 +121,7 @@ def write_logs(base, all_vmids, rng):
             handle.write(oom_corpus.short_iso_precise(START + offset, message) + "\n")
     journal = base / "journal"
     journal.mkdir()
-    for vmid in all_vmids:
-        lines = []
-        for offset, text in ((0, "Started pve-container@%d.service - PVE LXC Container: %d."),
-                             (40000, "pve-container@%d.service: Deactivated successfully."),
-                             (40300, "Started pve-container@%d.service - PVE LXC Container: %d.")):
-            message = text % ((vmid, vmid) if text.count("%d") == 2 else (vmid,))
-            lines.append(json.dumps({"__REALTIME_TIMESTAMP": str(int((START + offset) * 1e6)),
-                                     "SYSLOG_IDENTIFIER": "systemd", "MESSAGE": message}))
-        (journal / ("pve-container@%d.jsonl" % vmid)).write_text("\n".join(lines) + "\n")
+    oom_corpus.write_lifecycle_journals(journal, all_vmids, START)
     return kern_log, journal, len(messages)
 
 

@@ -93,3 +93,17 @@ def journal_json(epoch, message, boot_epoch, host="pve1"):
 def dmesg_raw(epoch, message, boot_epoch):
     """Raw ``dmesg`` framing: seconds since boot."""
     return "[%12.6f] %s" % (epoch - boot_epoch, message)
+
+
+def write_lifecycle_journals(directory, vmids, start):
+    """One ``pve-container@VMID.jsonl`` per CT in ``directory`` (journalctl -o json lines): started at
+    ``start``, deactivated 40,000 s later, started again 300 s after that."""
+    for vmid in vmids:
+        lines = []
+        for offset, text in ((0, "Started pve-container@%d.service - PVE LXC Container: %d."),
+                             (40000, "pve-container@%d.service: Deactivated successfully."),
+                             (40300, "Started pve-container@%d.service - PVE LXC Container: %d.")):
+            message = text % ((vmid, vmid) if text.count("%d") == 2 else (vmid,))
+            lines.append(json.dumps({"__REALTIME_TIMESTAMP": str(int((start + offset) * 1e6)),
+                                     "SYSLOG_IDENTIFIER": "systemd", "MESSAGE": message}))
+        (directory / ("pve-container@%d.jsonl" % vmid)).write_text("\n".join(lines) + "\n")
