@@ -100,4 +100,12 @@ def test_module_names_ct_2017_the_storm_the_victims_and_the_stop_from_kern_log(r
 def test_module_reads_the_same_incident_from_dmesg(reproduced):
     result = run_module(kernel_log="dmesg", **_common(reproduced))
     assert result["sources"]["kernel_log"]["kind"] == "dmesg"
-    _assert_the_incident(result["cts"]["2017"])
+    report = result["cts"]["2017"]
+    assert report["verdict"]["oom_killed"] and report["incidents"]
+    # The ring buffer keeps about a thousand lines and each OOM report dumps 5,000 tasks, so what dmesg
+    # still holds is the tail of the last report: an event whose header (or kill line) was overwritten,
+    # reported as partial rather than dropped, and still showing the storm in its task dump.
+    for incident in report["incidents"]:
+        assert incident["oom_memcg"] in ("/lxc/2017", None)        # None: the header was lost
+    assert any(incident["top_processes"] and incident["top_processes"][0]["name"] == "socat"
+               and incident["top_processes"][0]["count"] >= 500 for incident in report["incidents"])
