@@ -218,13 +218,23 @@ def recommend(vmid, the_verdict, counters, config, incidents):
         _thousands(peak_mb), round(100.0 * peak_mb / limit_mb)) if peak_mb is not None and limit_mb
         else "its peak usage is not known (CT not running)")
     if the_verdict["oom_killed"]:
-        target = max(2 * limit_mb, _round_up((peak_mb or limit_mb) * (1 + HEADROOM_TARGET)))
+        # Doubled from the limit the OOM happened at (the kernel's report says it), not from today's: a CT
+        # that was already raised after its incident is not raised again on every later run.
+        oom_limits = [incident["memory_at_oom"]["limit_kb"] // 1024 for incident in incidents
+                      if incident["memory_at_oom"] and incident["memory_at_oom"].get("limit_kb")]
+        oom_limit_mb = max(oom_limits) if oom_limits else limit_mb
+        target = max(2 * oom_limit_mb, _round_up((peak_mb or oom_limit_mb) * (1 + HEADROOM_TARGET)))
         times = the_verdict["incidents"] or the_verdict["oom_kills_counted"]
-        text = ("CT %d was OOM-killed (%s incident(s), %s kill(s)) at its %s MiB limit; %s. The workload "
-                "needed more than the limit, so the limit is doubled to %s MiB." % (
-                    vmid, _thousands(times), _thousands(the_verdict["oom_kills_in_log"]
-                                                        or the_verdict["oom_kills_counted"]),
-                    _thousands(limit_mb), peak_text, _thousands(target)))
+        kills = _thousands(the_verdict["oom_kills_in_log"] or the_verdict["oom_kills_counted"])
+        if limit_mb >= target:
+            text = ("CT %d was OOM-killed (%s incident(s), %s kill(s)) at a %s MiB limit and has %s MiB now, at "
+                    "least double that; %s: keep it." % (vmid, _thousands(times), kills, _thousands(oom_limit_mb),
+                                                         _thousands(limit_mb), peak_text))
+            target = limit_mb
+        else:
+            text = ("CT %d was OOM-killed (%s incident(s), %s kill(s)) at its %s MiB limit; %s. The workload "
+                    "needed more than the limit, so the limit is doubled to %s MiB." % (
+                        vmid, _thousands(times), kills, _thousands(oom_limit_mb), peak_text, _thousands(target)))
         if the_verdict["fork_storm"]:
             text += (" More memory does not cure the fork storm: each new client adds a process, so memory only "
                      "buys time; replace the forking process (for socat UDP forwarders: enva.pve.dns_relay).")

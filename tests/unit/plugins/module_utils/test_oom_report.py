@@ -171,3 +171,20 @@ def test_real_socat_fork_storm_captured_on_this_host():
     the_verdict = verdict([incident], None, None)
     assert the_verdict["likely_cause"] == "socat fork storm: 210 socat processes in the OOM task dump (100% of 210)"
     assert the_verdict["fork_storm"]
+
+
+@pytest.mark.parametrize("limit_now_mb, memory, words", [
+    (1024, 2048, "doubled to 2,048 MiB"),                # not raised yet: double the limit the OOM hit
+    (2048, 2048, "has 2,048 MiB now, at least double that; its peak usage is 48 MiB (2% of the limit): keep it"),
+    (4096, 4096, "has 4,096 MiB now"),                   # raised further by hand: never lowered
+    (1536, 2048, "at its 1,024 MiB limit"),              # raised, but not enough
+])
+def test_recommend_doubles_the_limit_the_oom_happened_at_not_todays(limit_now_mb, memory, words):
+    """An audit that remediates is run again: a CT raised after its OOM must not be raised again."""
+    the_verdict = {"oom_killed": True, "incidents": 1, "oom_kills_counted": 0, "oom_kills_in_log": 2,
+                   "fork_storm": False, "headroom_pct": 97.7, "likely_cause": "x"}
+    counters = {"limit_bytes": limit_now_mb * 2 ** 20, "peak_bytes": 48 * 2 ** 20}
+    incident = {"memory_at_oom": {"usage_kb": 1048576, "limit_kb": 1048576}}
+    got, reasoning = recommend(2017, the_verdict, counters, None, [incident])
+    assert got == memory
+    assert words in reasoning
