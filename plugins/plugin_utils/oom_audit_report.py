@@ -600,6 +600,13 @@ def _label(entry, width=26):
     return text if len(text) <= width else text[:width - 1] + "\u2026"
 
 
+def _svg_open(chart_id, width, height, title):
+    """The opening ``<svg>`` of a chart and its ``<title>`` (what screen readers and the tests find)."""
+    return ('<svg xmlns="http://www.w3.org/2000/svg" id="%s" class="chart" role="img" width="%d" height="%d" '
+            'viewBox="0 0 %d %d" aria-labelledby="%s-title"><title id="%s-title">%s</title>' % (
+                chart_id, width, height, width, height, chart_id, chart_id, _e(title)))
+
+
 def svg_headroom(report, limit=CHART_CTS):
     """Memory per CT as a share of its limit: used now (dark), peak (light), the rest is headroom."""
     entries = [entry for entry in report["cts"] if (entry["limit_mb"] or entry["memory_mb"])][:limit]
@@ -607,11 +614,8 @@ def svg_headroom(report, limit=CHART_CTS):
     width = left + bar_width + 250
     height = top + row * max(len(entries), 1) + 30
     parts = [
-        '<svg xmlns="http://www.w3.org/2000/svg" id="chart-headroom" class="chart" role="img" '
-        'width="%d" height="%d" viewBox="0 0 %d %d" aria-labelledby="chart-headroom-title">' % (
-            width, height, width, height),
-        '<title id="chart-headroom-title">Memory headroom per CT (share of the limit used now and at the peak)'
-        '</title>',
+        _svg_open("chart-headroom", width, height,
+                  "Memory headroom per CT (share of the limit used now and at the peak)"),
         '<text x="%d" y="14" class="axis">0%%</text>' % left,
         '<text x="%d" y="14" class="axis" text-anchor="middle">%d%%</text>' % (
             left + bar_width * (100 - HEADROOM_LOW_PCT) / 100.0, 100 - HEADROOM_LOW_PCT),
@@ -679,11 +683,8 @@ def svg_timeline(report, limit=TIMELINE_CTS):
     width = left + span + 40
     height = top + row * max(len(rows), 1) + 34
     parts = [
-        '<svg xmlns="http://www.w3.org/2000/svg" id="chart-timeline" class="chart" role="img" '
-        'width="%d" height="%d" viewBox="0 0 %d %d" aria-labelledby="chart-timeline-title">' % (
-            width, height, width, height),
-        '<title id="chart-timeline-title">OOM incidents on a timeline (%s to %s)</title>' % (
-            _e(_iso(start)), _e(_iso(end))),
+        _svg_open("chart-timeline", width, height,
+                  "OOM incidents on a timeline (%s to %s)" % (_iso(start), _iso(end))),
     ]
     bottom = top + row * max(len(rows), 1)
     parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" class="axisline"/>' % (left, bottom, left + span, bottom))

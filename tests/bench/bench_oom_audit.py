@@ -54,15 +54,6 @@ FIRST_VMID = 10000
 STORM_INDEX = 7            # CT 10007 on pve2 has the socat storm
 TARGET_S = 60.0
 START = time.time() - 86400.0
-CHATTER = [
-    "audit: type=1400 audit(1732404934.100:812): apparmor=\"DENIED\" operation=\"mount\" class=\"mount\" "
-    "info=\"failed flags match\" error=-13 profile=\"lxc-%d_</var/lib/lxc>\" name=\"/run/systemd/\" pid=%d",
-    "vmbr0: port %d(veth%di0) entered forwarding state",
-    "EXT4-fs (dm-%d): mounted filesystem 6b3a2f1c-%04d r/w with ordered data mode. Quota mode: none.",
-    "fwbr%di0: port 2(veth%di0) entered blocking state",
-    "nf_conntrack: nf_conntrack: table full, dropping packet (%d, %d)",
-    "perf: interrupt took too long (%d > %d), lowering kernel.perf_event_max_sample_rate to 50000",
-]
 BIN = ROOT / ".venv" / "bin"
 
 
@@ -129,7 +120,7 @@ def kernel_messages(vmids, rng, storm_vmid):
         while index < len(reports) and slots[index] == i:
             messages.extend((i * step + j * 0.0003, line) for j, line in enumerate(reports[index]))
             index += 1
-        messages.append((i * step + 0.5, CHATTER[i % len(CHATTER)] % (rng.choice(vmids), i)))
+        messages.append((i * step + 0.5, oom_corpus.CHATTER[i % len(oom_corpus.CHATTER)] % (rng.choice(vmids), i)))
     return messages
 
 

@@ -45,15 +45,6 @@ START = 1732400000.0
 SECTION = "## lxc_oom_evidence"
 BEGIN = "<!-- bench:lxc_oom_evidence:begin -->"
 END = "<!-- bench:lxc_oom_evidence:end -->"
-CHATTER = [
-    "audit: type=1400 audit(1732404934.100:812): apparmor=\"DENIED\" operation=\"mount\" class=\"mount\" "
-    "info=\"failed flags match\" error=-13 profile=\"lxc-%d_</var/lib/lxc>\" name=\"/run/systemd/\" pid=%d",
-    "vmbr0: port %d(veth%di0) entered forwarding state",
-    "EXT4-fs (dm-%d): mounted filesystem 6b3a2f1c-%04d r/w with ordered data mode. Quota mode: none.",
-    "fwbr%di0: port 2(veth%di0) entered blocking state",
-    "nf_conntrack: nf_conntrack: table full, dropping packet (%d, %d)",
-    "perf: interrupt took too long (%d > %d), lowering kernel.perf_event_max_sample_rate to 50000",
-]
 
 
 def vmids():
@@ -108,7 +99,7 @@ def kernel_messages(all_vmids, rng):
         while report_index < len(reports) and slots[report_index] == i:
             messages.extend((i * step + j * 0.0003, line) for j, line in enumerate(reports[report_index]))
             report_index += 1
-        template = CHATTER[i % len(CHATTER)]
+        template = oom_corpus.CHATTER[i % len(oom_corpus.CHATTER)]
         messages.append((i * step + 0.5, template % (rng.choice(all_vmids), i)))
     return messages
 

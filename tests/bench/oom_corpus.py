@@ -73,6 +73,18 @@ def reaped_line(pid, name):
     return "oom_reaper: reaped process %d (%s), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB" % (pid, name)
 
 
+# Ordinary kernel lines of a PVE node, between the OOM reports (each takes two integers).
+CHATTER = [
+    "audit: type=1400 audit(1732404934.100:812): apparmor=\"DENIED\" operation=\"mount\" class=\"mount\" "
+    "info=\"failed flags match\" error=-13 profile=\"lxc-%d_</var/lib/lxc>\" name=\"/run/systemd/\" pid=%d",
+    "vmbr0: port %d(veth%di0) entered forwarding state",
+    "EXT4-fs (dm-%d): mounted filesystem 6b3a2f1c-%04d r/w with ordered data mode. Quota mode: none.",
+    "fwbr%di0: port 2(veth%di0) entered blocking state",
+    "nf_conntrack: nf_conntrack: table full, dropping packet (%d, %d)",
+    "perf: interrupt took too long (%d > %d), lowering kernel.perf_event_max_sample_rate to 50000",
+]
+
+
 def short_iso_precise(epoch, message, host="pve1", tz=datetime.timezone.utc):
     """``journalctl -o short-iso-precise`` framing of a kernel message."""
     stamp = datetime.datetime.fromtimestamp(epoch, tz).isoformat(timespec="microseconds")
