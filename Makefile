@@ -7,21 +7,21 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Stages of `make test`, in order (each is also a target of its own).
-TEST_STAGES := lint sanity unit labtest molecule
+TEST_STAGES := lint sanity unit integration labtest molecule
 
-.PHONY: help setup test lint sanity unit labtest molecule demo bench build changelog freeze clean
+.PHONY: help setup test lint sanity unit integration labtest molecule demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
 	@echo "make demo      the main job on the lab: reproduce the CT 2017 OOM, fix it, prove it"
 	@echo "make test      setup, then: $(TEST_STAGES); one summary"
-	@echo "make lint | sanity | unit | labtest | molecule   one stage of make test"
+	@echo "make lint | sanity | unit | integration | labtest | molecule   one stage of make test"
 	@echo "make bench     benchmarks (relay vs peers, ...) -> docs/benchmarks.md"
 	@echo "make build     ansible-galaxy collection build -> build/"
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit labtest molecule demo bench build changelog: setup
+lint sanity unit integration labtest molecule demo bench build changelog: setup
 endif
 
 setup:
@@ -36,8 +36,13 @@ lint:
 sanity:
 	tools/sanity.sh
 
+# tests/unit is pure: no root, no server, no lab.
 unit:
-	tools/pytest.sh -m "not lab"
+	tools/pytest.sh tests/unit
+
+# tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
+integration:
+	tools/pytest.sh tests/integration -m "not lab"
 
 # The lab is one per host: the stages that use it hold its lock (/run/enva-lab.lock, which
 # make demo takes too), so two runs wait for each other instead of colliding.
@@ -45,7 +50,7 @@ LAB_LOCK := flock $${ENVA_LAB_LOCK:-/run/enva-lab.lock}
 
 # Tests that need root and the real lab (tests/lab/labctl): up, reproduce the OOM, down.
 labtest:
-	$(LAB_LOCK) tools/pytest.sh -m lab
+	$(LAB_LOCK) tools/pytest.sh tests/integration -m lab
 
 molecule:
 	$(LAB_LOCK) tools/molecule.sh

@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 
-from ansible_collections.enva.pve.tests.unit.relay.relay_support import RELAY
+from ansible_collections.enva.pve.tests.integration.relay.relay_support import RELAY
 
 
 def imported_modules(tree):

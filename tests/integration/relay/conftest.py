@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.enva.pve.tests.unit.relay.relay_support import WAIT, RelayProcess, ScriptedUpstream, answer
+from ansible_collections.enva.pve.tests.integration.relay.relay_support import WAIT, RelayProcess, ScriptedUpstream, answer
 
 
 @pytest.fixture
