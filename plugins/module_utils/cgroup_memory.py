@@ -65,7 +65,8 @@ def discover_vmids(root):
     return {int(name) for name in names if name.isdigit()}
 
 
-def _read(path):
+def read_file(path):
+    """The text of a cgroup (or /proc) file, None when it cannot be read (gone with its CT, no such file)."""
     try:
         with open(path) as handle:
             return handle.read()
@@ -123,7 +124,7 @@ def read_raw(version, path):
     """Every counter file of the cgroup that exists, parsed; absent files are left out."""
     raw = {}
     for name in (V2_FILES if version == "v2" else V1_FILES):
-        text = _read(os.path.join(path, name))
+        text = read_file(os.path.join(path, name))
         if text is None:
             continue
         if name in _FLAT_KEYED:

@@ -19,9 +19,16 @@ from decimal import Decimal
 
 __metaclass__ = type
 
+MIB = 1024 * 1024
+
 SIZE_FORMS = "an integer number of MiB, or a number with a binary suffix K, M, G or T (2048, '2048M', '2G', '1.5G')"
 _SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?P<tail>i?B)?)?\s*$", re.IGNORECASE)
 _KIB_PER_UNIT = {"K": 1, "M": 1024, "G": 1024 ** 2, "T": 1024 ** 3}
+
+
+def bytes_to_mib(value):
+    """A byte count in whole MiB (rounded down); None stays None."""
+    return None if value is None else int(value) // MIB
 
 
 def split_size(text):

@@ -16,6 +16,7 @@ import math
 from ansible_collections.enva.pve.plugins.module_utils.ct_census import fork_storm_reason
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import following
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
 __metaclass__ = type
 
@@ -31,7 +32,6 @@ MAX_VICTIMS = 100
 """Victims listed per incident (all are counted in ``victims_by_name``)."""
 TOP_PROCESSES = 10
 """Commands listed per incident from its task dump."""
-MIB = 1024 * 1024
 
 
 def _thousands(number):

@@ -163,14 +163,11 @@ pending:
   sample: {}
 """
 
-from ansible_collections.enva.pve.plugins.module_utils.memory_size import parse_mib
-from ansible_collections.enva.pve.plugins.module_utils.pve_api import PveApiError, connect, pve_module
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib, parse_mib
+from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
+from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import DEFAULT_MIB, MINIMUM_MIB
 
-MIB = 1024 * 1024
 KEYS = ("memory", "swap")
-DEFAULTS = {"memory": 512, "swap": 512}
-# The minimum of each key in PVE's schema (PUT /nodes/{node}/lxc/{vmid}/config).
-MINIMUM = {"memory": 16, "swap": 0}
 PRIVILEGE = "VM.Config.Memory"
 
 
@@ -188,16 +185,16 @@ def wanted_sizes(params):
             mib = parse_mib(params[key])
         except ValueError as error:
             raise Refusal("%s: %s" % (key, error))
-        if mib < MINIMUM[key]:
+        if mib < MINIMUM_MIB[key]:
             raise Refusal("%s=%s is %d MiB, below PVE's minimum of %d MiB for %s (API schema of PUT"
-                          " /nodes/{node}/lxc/{vmid}/config)" % (key, params[key], mib, MINIMUM[key], key))
+                          " /nodes/{node}/lxc/{vmid}/config)" % (key, params[key], mib, MINIMUM_MIB[key], key))
         wanted[key] = mib
     return wanted
 
 
 def config_sizes(config):
     """``{memory, swap}`` in MiB of a config as GET returns it (PVE's defaults where absent)."""
-    return {key: int(config.get(key, DEFAULTS[key])) for key in KEYS}
+    return {key: int(config.get(key, DEFAULT_MIB[key])) for key in KEYS}
 
 
 def config_lines(sizes):
@@ -228,17 +225,14 @@ def find_ct(api, vmid, hostname):
     return found[0]["vmid"], found[0]["node"]
 
 
-def mib(value):
-    return None if value is None else int(value) // MIB
-
-
 def confirm_live(api, base, vmid, node, after):
     """``(live, pending)`` of a running CT after the change; Refusal when PVE did not apply it."""
     status = api.get(base + "/status/current", "read status/current of CT %d on node %s" % (vmid, node))
     pending_items = api.get(base + "/pending", "read the pending changes of CT %d on node %s" % (vmid, node))
     pending = {item["key"]: int(item["pending"]) for item in pending_items
                if item.get("key") in KEYS and "pending" in item}
-    live = {"maxmem": mib(status.get("maxmem")), "maxswap": mib(status.get("maxswap")), "mem": mib(status.get("mem"))}
+    live = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
+            "mem": bytes_to_mib(status.get("mem"))}
     if status.get("status") != "running":
         return None, pending
     wrong = []
@@ -272,14 +266,14 @@ def run(module, api):
     result = {"vmid": vmid, "node": node, "status": status.get("status"), "before": before, "after": after,
               "changes": changes, "digest": config["digest"], "live": None, "pending": {}, "changed": bool(changes)}
     if running:
-        result["live"] = {"maxmem": mib(status.get("maxmem")), "maxswap": mib(status.get("maxswap")),
-                          "mem": mib(status.get("mem"))}
+        result["live"] = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
+                          "mem": bytes_to_mib(status.get("mem"))}
     digest = params["digest"] or config["digest"]
     if params["digest"] and params["digest"] != config["digest"] and (module.check_mode or not changes):
         raise Refusal("The config of %s has digest %s, not the digest %s the task asked for: it was changed since"
                       " that digest was read. Nothing was changed." % (where, config["digest"], params["digest"]))
     if running and "memory" in changes and changes["memory"] < before["memory"] and not params["force"]:
-        used = mib(status.get("mem")) or 0
+        used = bytes_to_mib(status.get("mem")) or 0
         if changes["memory"] < used:
             raise Refusal("Refusing to lower the memory of %s to %d MiB: it uses %d MiB now (status/current mem)."
                           " Set force: true to ask the kernel anyway (cgroup v1 refuses with EBUSY what it cannot"

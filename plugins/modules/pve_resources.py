@@ -122,9 +122,8 @@ resources:
   elements: dict
 """
 
-from ansible_collections.enva.pve.plugins.module_utils.pve_api import PveApiError, connect, pve_module
-
-MIB = 1024 * 1024
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib
+from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
 
 
 def _int(value):
@@ -135,8 +134,7 @@ def _int(value):
 
 
 def _mib(value):
-    value = _int(value)
-    return None if value is None else value // MIB
+    return bytes_to_mib(_int(value))
 
 
 def split_tags(value):

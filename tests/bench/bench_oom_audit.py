@@ -2,7 +2,7 @@
 
 Built first, in a temporary directory (not timed):
 
-* the PVE API lab in synthetic mode (``tests/lab/pve_api.py serve --synthetic-cts N --nodes 3``): CT configs
+* the PVE API lab in synthetic mode (``python3 -m enva_lab.api_lab serve --synthetic-cts N --nodes 3``): CT configs
   and real cgroup v2 directories per node under ``<labdir>/synthetic/nodes/pveN/{lxc,cgroup}``, served over
   HTTPS on a random loopback port; each running CT's ``cgroup.procs`` lists real pids, so the census reads /proc;
 * per node, a kernel log in ``journalctl -o short-iso-precise`` form, 100 lines per CT (chatter, memcg OOM
@@ -27,8 +27,6 @@ import json
 import os
 import platform
 import random
-import select
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,10 +36,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT / "tests"), str(ROOT / ".cache" / "collections")]
 
 import oom_corpus  # noqa: E402  pylint: disable=wrong-import-position
 import sections  # noqa: E402  pylint: disable=wrong-import-position
+from support.pve_lab import ApiLabProcess  # noqa: E402  pylint: disable=wrong-import-position
 
 NAME = "oom_audit"
 HEADING = "## Fleet OOM audit (playbooks/oom_audit.yml)"
@@ -55,36 +54,6 @@ STORM_INDEX = 7            # CT 10007 on pve2 has the socat storm
 TARGET_S = 60.0
 START = time.time() - 86400.0
 BIN = ROOT / ".venv" / "bin"
-
-
-class ApiLab:
-    """The PVE API lab in synthetic mode, as a process on a random loopback port."""
-
-    def __init__(self, labdir, cts):
-        self.labdir = Path(labdir)
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            ["/usr/bin/python3", str(ROOT / "tests" / "lab" / "pve_api.py"), "serve", "--labdir", str(labdir),
-             "--listen", "127.0.0.1:0", "--synthetic-cts", str(cts), "--nodes", str(NODES)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _w, _x = select.select([self.proc.stdout], [], [], 300)
-        line = self.proc.stdout.readline() if ready else ""
-        if "listening on https://" not in line:
-            self.stop()
-            raise SystemExit("the PVE API lab did not start: %r" % line)
-        self.port = int(line.split("https://127.0.0.1:", 1)[1].split("/", 1)[0])
-        self.credentials = json.loads((self.labdir / "api" / "credentials.json").read_text())
-        self.log = self.labdir / "log" / "pve_api.log"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 def node_of(index):
@@ -177,7 +146,7 @@ def measure_size(cts, runs):
     rng = random.Random(cts)
     with tempfile.TemporaryDirectory(prefix="bench-oom-audit-") as tmp:
         base = Path(tmp)
-        api = ApiLab(base / "labdir", cts)
+        api = ApiLabProcess(base / "labdir", "--synthetic-cts", str(cts), "--nodes", str(NODES), startup_seconds=300)
         try:
             synthetic = base / "labdir" / "synthetic"
             fill_procs(synthetic, [os.getpid(), os.getppid()])
@@ -194,9 +163,9 @@ def measure_size(cts, runs):
             log_bytes = sum(Path(logs[node][0]).stat().st_size for node in logs)
             timings, calls = [], []
             for _run in range(runs):
-                before = api.log.read_text().count("GET /api2/json/cluster/resources")
+                before = api.log_path.read_text().count("GET /api2/json/cluster/resources")
                 timings.append(run_audit(inventory))
-                calls.append(api.log.read_text().count("GET /api2/json/cluster/resources") - before)
+                calls.append(api.log_path.read_text().count("GET /api2/json/cluster/resources") - before)
             report = json.loads((base / "report" / "oom-audit.json").read_text())
             html_bytes = (base / "report" / "oom-audit.html").stat().st_size
         finally:

@@ -45,7 +45,7 @@ def is_lab_process(argv):
     if program in LAB_COMMANDS or argv[0].startswith("[lxc monitor]"):
         return True
     return program.startswith("python") and any(
-        part == "enva_lab" or part.endswith("pve_api.py") for part in argv[1:3])
+        part == "enva_lab" or part.startswith("enva_lab.") for part in argv[1:3])
 
 
 def plan_down(facts, purge=False):

@@ -17,6 +17,8 @@ import subprocess
 import time
 import uuid
 
+from ansible_collections.enva.pve.plugins.module_utils import pve_ct_config
+
 from enva_lab import host, journal, lxcconf, procs, pveconf, settings
 from enva_lab.errors import LabError
 
@@ -142,17 +144,17 @@ def build_layer(layout, ct, authorized_key):
 def write_pve_conf(layout, ct):
     layout.pve_lxc.mkdir(parents=True, exist_ok=True)
     path = layout.pve_conf(ct.vmid)
-    path.write_text(pveconf.render(pveconf.from_declared(ct)))
+    path.write_text(pve_ct_config.render(pveconf.from_declared(ct)))
     return path
 
 
 def read_pve_conf(layout, vmid):
     path = layout.pve_conf(vmid)
     try:
-        return pveconf.parse(path.read_text())
+        return pve_ct_config.parse(path.read_text(), strict=True)
     except FileNotFoundError:
         raise LabError("CT %d has no config %s; labctl up builds it" % (vmid, path)) from None
-    except pveconf.ConfigError as error:
+    except pve_ct_config.ConfigError as error:
         raise LabError("%s: %s; fix the file or run labctl reset %d" % (path, error, vmid)) from None
 
 
@@ -324,7 +326,7 @@ def status(layout, vmid):
         "state": state,
         "init_pid": init_pid,
         "supervisor_pid": procs.running(supervisor_pidfile(layout, vmid)),
-        "config": {"memory_mb": config.int("memory", 512), "swap_mb": config.int("swap", 512),
+        "config": {"memory_mb": config.size_mib("memory"), "swap_mb": config.size_mib("swap"),
                    "cores": config.int("cores", 1), "onboot": config.settings.get("onboot") == "1"}
         if config else None,
         "memory": host.ct_memory(vmid),

@@ -18,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+
 from enva_lab import cleanup, ct, declared, dns, flood, host, journal, kmsg, procs, rootfs, settings
 from enva_lab.errors import LabError
 from enva_lab.settings import Layout
 
-MIB = 1024 * 1024
 STATE_VERSION = 1
 _TASK_ROW = re.compile(r"kernel: \[\s*\d+\]\s")      # a row of the OOM report's task dump
 
@@ -361,16 +362,12 @@ class Lab:
         ct.attach(self.layout, vmid, ["haproxy", "-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"])
 
     def _api(self):
-        script = settings.PVE_API_SCRIPT
         pidfile = self.layout.pidfile("api")
-        if not script.exists():
-            self.out("api: %s is not there yet; no PVE API lab" % script)
-            return
         address, port = settings.API_LISTEN.rsplit(":", 1)
         if not procs.running(pidfile):
             self._port_free(socket.SOCK_STREAM, address, int(port), "the PVE API lab")
-            procs.spawn([sys.executable, script, "serve", "--labdir", self.layout.root, "--listen",
-                         settings.API_LISTEN], pidfile, self.layout.log / "pve_api.log")
+            procs.spawn([sys.executable, "-m", settings.PVE_API_MODULE, "serve", "--labdir", self.layout.root,
+                         "--listen", settings.API_LISTEN], pidfile, self.layout.log / "pve_api.log")
         deadline = time.monotonic() + 60
         context = ssl.create_default_context()
         context.check_hostname = False

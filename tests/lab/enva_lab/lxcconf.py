@@ -6,9 +6,10 @@ inner ``ns``) is what makes the kernel name ``oom_memcg=/lxc/VMID`` and
 ``task_memcg=/lxc/VMID/ns/...`` in its OOM reports, as on a PVE node.
 """
 
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+
 from enva_lab import settings
 
-MIB = 1024 * 1024
 LXC_COMMON = "/usr/share/lxc/config/debian.common.conf"
 
 
@@ -27,8 +28,8 @@ def veth_name(vmid, index=0):
 
 def memory_limits(config, host):
     """``[(cgroup v1 key, bytes)]`` for the CT's ``memory``/``swap`` (PVE's defaults: 512/512)."""
-    memory = config.int("memory", 512)
-    swap = config.int("swap", 512)
+    memory = config.size_mib("memory")
+    swap = config.size_mib("swap")
     limits = [("memory.limit_in_bytes", memory * MIB)]
     if host.memsw:
         limits.append(("memory.memsw.limit_in_bytes", (memory + swap) * MIB))

@@ -25,7 +25,7 @@ CT_PACKAGES = ("python3", "openssh-server", "rsyslog", "haproxy", "socat", "ipro
 
 CHECKOUT = Path(__file__).resolve().parents[3]
 SAMPLE = CHECKOUT / "tests" / "lab" / "enva.yaml"
-PVE_API_SCRIPT = CHECKOUT / "tests" / "lab" / "pve_api.py"
+PVE_API_MODULE = "enva_lab.api_lab"      # python3 -m it (labctl puts it on the path)
 
 
 def lab_dir():

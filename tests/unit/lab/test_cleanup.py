@@ -101,7 +101,7 @@ def test_purge_removes_the_cache_last():
     (["[lxc monitor] /var/lib/enva-lab/lxc 2017"], True),
     (["unbound", "-d", "-p", "-c", LABDIR + "/dns/unbound.conf"], True),
     (["/usr/bin/python3", "-m", "enva_lab", "_supervise", "--labdir", LABDIR, "2017"], True),
-    (["/usr/bin/python3", "/work/main/tests/lab/pve_api.py", "serve", "--labdir", LABDIR], True),
+    (["/usr/bin/python3", "-m", "enva_lab.api_lab", "serve", "--labdir", LABDIR], True),
     (["tail", "-f", LABDIR + "/log/kern.log"], False),
     (["bash"], False),
     (["/usr/bin/python3", "-m", "http.server", "--directory", LABDIR], False),

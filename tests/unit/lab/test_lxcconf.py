@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from enva_lab import lxcconf, pveconf
+from ansible_collections.enva.pve.plugins.module_utils import pve_ct_config
+from enva_lab import lxcconf
 
 MIB = 1024 * 1024
 CONF = """#HAProxy front end
@@ -21,7 +22,7 @@ swap: {swap}
 
 
 def render(memory=1024, swap=1024, cores=2, ip="10.217.0.17/24", cpus=2, memsw=True, extra=""):
-    config = pveconf.parse(CONF.format(memory=memory, swap=swap, cores=cores, ip=ip) + extra)
+    config = pve_ct_config.parse(CONF.format(memory=memory, swap=swap, cores=cores, ip=ip) + extra)
     return lxcconf.render(2017, config, lxcconf.HostFacts(cpus=cpus, memsw=memsw), "/cache/rootfs", "/lab/ct/2017/delta")
 
 
@@ -50,7 +51,7 @@ def test_memory_and_swap_become_the_cgroup_limits(memory, swap, memsw, expected)
 
 
 def test_memory_and_swap_default_as_in_pve_when_absent():
-    config = pveconf.parse("hostname: x\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=10.217.0.9/24\n")
+    config = pve_ct_config.parse("hostname: x\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=10.217.0.9/24\n")
     assert lxcconf.memory_limits(config, lxcconf.HostFacts(2, True)) == [
         ("memory.limit_in_bytes", 512 * MIB), ("memory.memsw.limit_in_bytes", 1024 * MIB)]
 

@@ -15,8 +15,8 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.modules import declared_ct
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
-from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
+from support import module_harness as harness
+from support.module_harness import ExitJson, FailJson
 from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
 
 ROOT = Path(__file__).resolve().parents[4]

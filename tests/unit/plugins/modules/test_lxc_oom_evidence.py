@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
-from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
+from support import module_harness as harness
+from support.module_harness import ExitJson, FailJson
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 KERNEL = FIXTURES / "kernel"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.enva.pve.plugins.modules import pve_resources
-from ansible_collections.enva.pve.tests.unit.lab.pve_lab_support import (  # noqa: F401  pylint: disable=unused-import
-    FakeLab, LabServer, closed_port, lab, pve_lab)
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
+from support.pve_lab import FakeLab, LabServer
+from support import module_harness as harness
 
 
 @pytest.fixture(autouse=True)

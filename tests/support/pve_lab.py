@@ -1,4 +1,4 @@
-"""The PVE API lab server (tests/lab/pve_api.py) on a random loopback port, over a fake lab tree.
+"""The PVE API lab server (tests/lab/enva_lab/api_lab) on a random loopback port, over a fake lab tree.
 
 The fake tree is what the server reads on a real lab node, made of plain files: PVE configs in
 ``<labdir>/etc/pve/lxc`` and a cgroup v1 tree ``<cgroup>/memory/lxc/<VMID>`` (the server applies the kernel's
@@ -9,6 +9,7 @@ process; tests talk to it over real HTTPS with its own CA.
 from __future__ import annotations
 
 import json
+import os
 import select
 import shutil
 import signal
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-SERVER = ROOT / "tests" / "lab" / "pve_api.py"
-MIB = 1024 * 1024
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_PATH = ROOT / "tests" / "lab"
 STARTUP_SECONDS = 30
 
 CONFIG = """#CT {vmid} of the unit tests
@@ -105,24 +107,31 @@ class FakeLab:
             (self.cgroup_dir(vmid) / name).write_text("%d\n" % (used_mib * MIB))
 
 
-class LabServer:
-    """``python3 tests/lab/pve_api.py serve`` as a process, on 127.0.0.1 and a port the kernel picks."""
+def server_env():
+    """The environment the lab server runs in: ``enva_lab`` and the collection importable, as labctl sets it."""
+    collections = ROOT.parents[2] if ROOT.parent.name == "enva" else ROOT / ".cache" / "collections"
+    path = [str(LAB_PATH), str(collections)] + [part for part in os.environ.get("PYTHONPATH", "").split(":") if part]
+    return dict(os.environ, PYTHONPATH=":".join(path))
 
-    def __init__(self, lab, *extra):
-        self.lab = lab
+
+class ApiLabProcess:
+    """``python3 -m enva_lab.api_lab serve ARGS`` as a process on 127.0.0.1 and a port the kernel picks
+    (``ARGS`` name the labdir and what it serves); stopped with SIGTERM."""
+
+    def __init__(self, labdir, *args, startup_seconds=STARTUP_SECONDS):
+        self.labdir = Path(labdir)
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, str(SERVER), "serve", "--labdir", str(lab.labdir), "--cgroup-root", str(lab.cgroup),
-             "--listen", "127.0.0.1:0", "--labctl", str(lab.labctl), "--rrd-step", "0.2", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _w, _x = select.select([self.proc.stdout], [], [], STARTUP_SECONDS)
+            [sys.executable, "-m", "enva_lab.api_lab", "serve", "--labdir", str(labdir), "--listen", "127.0.0.1:0",
+             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server_env())
+        ready, _w, _x = select.select([self.proc.stdout], [], [], startup_seconds)
         line = self.proc.stdout.readline() if ready else ""
         if "listening on https://" not in line:
             self.stop()
             raise RuntimeError("the PVE API lab did not start: %r %s" % (line, self.proc.stderr.read()))
         self.port = int(line.split("https://127.0.0.1:", 1)[1].split("/", 1)[0])
-        self.credentials = json.loads((lab.labdir / "api" / "credentials.json").read_text())
-        self.ca_path = str(lab.labdir / "pki" / "pve-root-ca.pem")
-        self.log_path = lab.labdir / "log" / "pve_api.log"
+        self.credentials = json.loads((self.labdir / "api" / "credentials.json").read_text())
+        self.ca_path = str(self.labdir / "pki" / "pve-root-ca.pem")
+        self.log_path = self.labdir / "log" / "pve_api.log"
 
     def token(self, name):
         return self.credentials["tokens"]["enva@pve!%s" % name]["secret"]
@@ -151,6 +160,15 @@ class LabServer:
                 self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
+
+
+class LabServer(ApiLabProcess):
+    """The server over a FakeLab tree (its configs, its cgroup v1 tree and a fake labctl)."""
+
+    def __init__(self, lab, *extra):
+        super().__init__(lab.labdir, "--cgroup-root", str(lab.cgroup), "--labctl", str(lab.labctl),
+                         "--rrd-step", "0.2", *extra)
+        self.lab = lab
 
 
 @pytest.fixture(scope="session")
@@ -215,13 +233,3 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
-
-
-def wait_for(predicate, seconds=10.0, step=0.05):
-    """Poll ``predicate`` until it is true or ``seconds`` pass; returns its last value."""
-    deadline = time.monotonic() + seconds
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = predicate()
-    return value

@@ -1,4 +1,5 @@
-"""pve_api: the shared argument spec, the error translation table, and the client against the PVE API lab."""
+"""pve_client: the shared argument spec and the error translation table (the client against the PVE API lab
+server: tests/integration/plugins/module_utils/test_pve_client_lab.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from proxmoxer.core import AuthenticationError, ResourceException
 
-from ansible_collections.enva.pve.plugins.module_utils import pve_api
-from ansible_collections.enva.pve.tests.unit.lab.pve_lab_support import lab, pve_lab  # noqa: F401  pylint: disable=unused-import
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
+from ansible_collections.enva.pve.plugins.module_utils import pve_client
+from support import module_harness as harness
 
-TOKEN = pve_api.Connection("pve1.example.org", 8006, "enva@pve", token_id="ansible", api_timeout=5,
+TOKEN = pve_client.Connection("pve1.example.org", 8006, "enva@pve", token_id="ansible", api_timeout=5,
                            ca_path="/etc/ssl/pve-root-ca.pem")
-PASSWORD = pve_api.Connection("pve1.example.org", 8006, "root@pam")
+PASSWORD = pve_client.Connection("pve1.example.org", 8006, "root@pam")
 URL = "https://pve1.example.org:8006/api2/json"
 
 
@@ -45,7 +45,7 @@ def resource(status, reason, errors=None):
     ("", None),
 ])
 def test_parse_permission_failure(reason, expected):
-    assert pve_api.parse_permission_failure(reason) == expected
+    assert pve_client.parse_permission_failure(reason) == expected
 
 
 @pytest.mark.parametrize("exc, conn, kind, expected", [
@@ -111,18 +111,18 @@ def test_parse_permission_failure(reason, expected):
     (ValueError("something else"), TOKEN, "error", "Cannot set memory of CT 2017: ValueError: something else"),
 ])
 def test_describe_failure(exc, conn, kind, expected):
-    got_kind, message = pve_api.describe_failure(exc, "set memory of CT 2017", conn, privilege="VM.Config.Memory")
+    got_kind, message = pve_client.describe_failure(exc, "set memory of CT 2017", conn, privilege="VM.Config.Memory")
     assert got_kind == kind
     assert message.startswith(expected)
 
 
 def test_ipv6_host_in_url():
-    assert pve_api.Connection("fd00::2", 8006, "root@pam").url == "https://[fd00::2]:8006/api2/json"
+    assert pve_client.Connection("fd00::2", 8006, "root@pam").url == "https://[fd00::2]:8006/api2/json"
 
 
 def make_module(args, spec=None, **kwargs):
     with patch_module_args(args):
-        return pve_api.pve_module(spec or {}, **kwargs)
+        return pve_client.pve_module(spec or {}, **kwargs)
 
 
 def test_spec_defaults_and_check_mode():
@@ -155,42 +155,3 @@ def test_spec_rules(args, expected):
     with pytest.raises(FailJson) as caught:
         make_module(args)
     assert expected in caught.value.args[0]["msg"]
-
-
-def test_client_token_and_ticket_against_the_lab(lab):
-    lab.lab.add_ct(2017, memory=1024)
-    for args in (lab.connection(), lab.connection(token=None)):
-        module = make_module(args)
-        api = pve_api.connect(module)
-        assert api.get("version", "read the version")["release"] == "8.2"
-        config = api.get("nodes/pve1/lxc/2017/config", "read the config", current=1)
-        api.put("nodes/pve1/lxc/2017/config", "set swap", digest=config["digest"], swap=512)
-        assert "swap: 512\n" in lab.lab.config_path(2017).read_text()
-        lab.lab.add_ct(2017, memory=1024)
-    # A password login's ticket and CSRF token are secrets of the module from then on.
-    assert any(value.startswith("PVE:root@pam:") for value in module.no_log_values)
-
-
-def test_client_error_carries_status_reason_errors(lab):
-    lab.lab.add_ct(2017)
-    api = pve_api.connect(make_module(lab.connection()))
-    with pytest.raises(pve_api.PveApiError) as caught:
-        api.put("nodes/pve1/lxc/2017/config", "set memory of CT 2017", privilege="VM.Config.Memory", memory=8)
-    error = caught.value
-    assert (error.kind, error.status, error.reason) == ("parameter", 400, "Parameter verification failed.")
-    assert error.errors == {"memory": "value must have a minimum value of 16"}
-    assert str(error) == ("Cannot set memory of CT 2017: PVE refused the parameters (400 Parameter verification"
-                          " failed. - memory: value must have a minimum value of 16).")
-
-
-def test_login_failure_is_fail_json(lab):
-    with pytest.raises(FailJson) as caught:
-        pve_api.connect(make_module(lab.connection(token=None, api_password="wrong")))
-    assert caught.value.args[0]["msg"].startswith("Cannot log in to the PVE API at https://127.0.0.1:%d" % lab.port)
-
-
-def test_missing_requests_library(monkeypatch, lab):
-    monkeypatch.setattr(pve_api, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
-    with pytest.raises(FailJson) as caught:
-        pve_api.connect(make_module(lab.connection()))
-    assert "Failed to import the required Python library (requests)" in caught.value.args[0]["msg"]

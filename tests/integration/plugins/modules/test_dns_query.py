@@ -12,10 +12,10 @@ import pytest
 
 from ansible_collections.enva.pve.plugins.module_utils import dns_check
 from ansible_collections.enva.pve.plugins.modules import dns_query
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
-from ansible_collections.enva.pve.tests.unit.plugins.modules.dns_servers import (
+from support import module_harness as harness
+from ansible_collections.enva.pve.tests.integration.plugins.modules.dns_servers import (
     BIG_TXT, SilentTcp, SilentUdp, Unbound, free_port)
-from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson, FailJson
+from support.module_harness import ExitJson, FailJson
 
 ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent

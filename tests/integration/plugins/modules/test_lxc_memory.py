@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from ansible_collections.enva.pve.plugins.module_utils import pve_api
+from ansible_collections.enva.pve.plugins.module_utils import pve_client
 from ansible_collections.enva.pve.plugins.modules import lxc_memory
-from ansible_collections.enva.pve.tests.unit.lab.pve_lab_support import (  # noqa: F401  pylint: disable=unused-import
-    closed_port, lab, pve_lab, silent_port)
-from ansible_collections.enva.pve.tests.unit.plugins.modules import module_harness as harness
-from ansible_collections.enva.pve.tests.unit.plugins.modules.module_harness import ExitJson
+
+from support import module_harness as harness
+from support.module_harness import ExitJson
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +190,7 @@ def test_stale_digest_is_refused_by_pve(lab):
 def test_edit_between_read_and_write_is_a_conflict(lab, monkeypatch):
     """Someone edits the config after the module read it: PVE refuses the PUT, nothing is overwritten."""
     conf = lab.lab.add_ct(2017, memory=1024)
-    real_get = pve_api.PveApi.get
+    real_get = pve_client.PveApi.get
 
     def get_then_edit(self, path, action, privilege=None, **params):
         answer = real_get(self, path, action, privilege, **params)
@@ -199,7 +198,7 @@ def test_edit_between_read_and_write_is_a_conflict(lab, monkeypatch):
             conf.write_text(conf.read_text().replace("cores: 1", "cores: 2"))
         return answer
 
-    monkeypatch.setattr(pve_api.PveApi, "get", get_then_edit)
+    monkeypatch.setattr(pve_client.PveApi, "get", get_then_edit)
     msg = failed(lab, vmid=2017, node="pve1", memory=2048)
     assert "digest mismatch" in msg and "Nothing was changed" in msg
     assert "cores: 2\n" in conf.read_text() and "memory: 1024\n" in conf.read_text()
@@ -247,7 +246,7 @@ def test_environment_fallbacks(lab, monkeypatch):
 
 
 def test_missing_proxmoxer_says_so(lab, monkeypatch):
-    monkeypatch.setattr(pve_api, "PROXMOXER_IMPORT_ERROR", "Traceback: No module named 'proxmoxer'")
+    monkeypatch.setattr(pve_client, "PROXMOXER_IMPORT_ERROR", "Traceback: No module named 'proxmoxer'")
     msg = failed(lab, vmid=2017, memory=2048)
     assert "Failed to import the required Python library (proxmoxer)" in msg
 
