@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 
 from enva_lab import declared, dns, settings
+from support.net import free_port
 
 CTS = declared.read_text(settings.SAMPLE.read_text(), "enva.yaml")
 needs_unbound = pytest.mark.skipif(not shutil.which("unbound"), reason="unbound is not installed (make setup)")
@@ -46,12 +46,6 @@ def test_recursion_counters_from_unbound_control():
     assert dns.recursion_counters(text) == {
         "total.num.queries": 12, "total.num.cachemiss": 0, "total.num.recursivereplies": 0,
         "total.requestlist.max": 0, "num.answer.rcode.REFUSED": 3, "num.answer.rcode.NOERROR": 9}
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

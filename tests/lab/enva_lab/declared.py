@@ -20,7 +20,7 @@ ENTRY_KEYS = ("vmid", "hostname", "role", "memory", "swap", "cores", "onboot", "
 _ITEM = re.compile(r"^(?P<indent>[ ]*)- (?:vmid:\s*(?P<vmid>\d+))?")
 
 
-class DeclaredError(ValueError):
+class DeclaredFileError(ValueError):
     """The declared file cannot be used; the message names the file and what to fix."""
 
 
@@ -52,7 +52,7 @@ class DeclaredCt:
 def _int(entry, key, where, default):
     value = entry.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DeclaredError("%s: %s must be a whole number, not %r" % (where, key, value))
+        raise DeclaredFileError("%s: %s must be a whole number, not %r" % (where, key, value))
     return value
 
 
@@ -61,9 +61,9 @@ def _ip(value, where):
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        raise DeclaredError("%s: ip %r is not an IPv4 address" % (where, value)) from None
+        raise DeclaredFileError("%s: ip %r is not an IPv4 address" % (where, value)) from None
     if parsed not in ipaddress.ip_network(settings.SUBNET) or address in (settings.HOST_IP, settings.DNS_IP):
-        raise DeclaredError("%s: ip %s is not a CT address on the lab bridge (%s, but not %s or %s)"
+        raise DeclaredFileError("%s: ip %s is not a CT address on the lab bridge (%s, but not %s or %s)"
                             % (where, address, settings.SUBNET, settings.HOST_IP, settings.DNS_IP))
     return address
 
@@ -75,20 +75,20 @@ def _tags(value, where):
         return tuple(tag for tag in re.split(r"[;,\s]+", value) if tag)
     if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
         return tuple(value)
-    raise DeclaredError("%s: tags must be a list of words or a 'a;b' string, not %r" % (where, value))
+    raise DeclaredFileError("%s: tags must be a list of words or a 'a;b' string, not %r" % (where, value))
 
 
 def ct_from_entry(entry, where):
-    """A DeclaredCt from one mapping of the ``containers:`` list; DeclaredError names what is wrong."""
+    """A DeclaredCt from one mapping of the ``containers:`` list; DeclaredFileError names what is wrong."""
     if not isinstance(entry, dict):
-        raise DeclaredError("%s: each container must be a mapping, not %r" % (where, entry))
+        raise DeclaredFileError("%s: each container must be a mapping, not %r" % (where, entry))
     vmid = _int(entry, "vmid", where, None)
     where = "%s (vmid %s)" % (where, vmid)
     hostname = entry.get("hostname")
     if not isinstance(hostname, str) or not re.match(r"^[a-z0-9][a-z0-9-]*$", hostname):
-        raise DeclaredError("%s: hostname must be a DNS label such as 'web', not %r" % (where, hostname))
+        raise DeclaredFileError("%s: hostname must be a DNS label such as 'web', not %r" % (where, hostname))
     if "ip" not in entry:
-        raise DeclaredError("%s: no ip (its address on %s, such as 10.217.0.17)" % (where, settings.BRIDGE))
+        raise DeclaredFileError("%s: no ip (its address on %s, such as 10.217.0.17)" % (where, settings.BRIDGE))
     onboot = entry.get("onboot", 1)
     return DeclaredCt(
         vmid=vmid, hostname=hostname, ip=_ip(entry["ip"], where),
@@ -99,13 +99,13 @@ def ct_from_entry(entry, where):
 
 
 def read_text(text, name):
-    """The declared CTs of a file's text, in file order; DeclaredError when the file cannot be used."""
+    """The declared CTs of a file's text, in file order; DeclaredFileError when the file cannot be used."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise DeclaredError("%s is not valid YAML: %s" % (name, str(error).replace("\n", " "))) from None
+        raise DeclaredFileError("%s is not valid YAML: %s" % (name, str(error).replace("\n", " "))) from None
     if not isinstance(document, dict) or not isinstance(document.get("containers"), list):
-        raise DeclaredError("%s has no top-level 'containers:' list" % name)
+        raise DeclaredFileError("%s has no top-level 'containers:' list" % name)
     cts = [ct_from_entry(entry, "%s containers[%d]" % (name, index))
            for index, entry in enumerate(document["containers"])]
     seen = {}
@@ -113,7 +113,7 @@ def read_text(text, name):
         for key in ("vmid", "ip", "hostname"):
             value = getattr(ct, key)
             if (key, value) in seen:
-                raise DeclaredError("%s: %s %s is declared twice (vmid %d and %d)"
+                raise DeclaredFileError("%s: %s %s is declared twice (vmid %d and %d)"
                                     % (name, key, value, seen[(key, value)], ct.vmid))
             seen[(key, value)] = ct.vmid
     return cts
@@ -132,7 +132,7 @@ def plan_lab_cts(declared, ordinary):
     """
     by_vmid = {ct.vmid: ct for ct in declared}
     if settings.HAPROXY_VMID not in by_vmid:
-        raise DeclaredError("the declared file has no CT %d (the HAProxy CT the lab is about); restore it from %s"
+        raise DeclaredFileError("the declared file has no CT %d (the HAProxy CT the lab is about); restore it from %s"
                             % (settings.HAPROXY_VMID, settings.SAMPLE))
     others = [ct for ct in declared if ct.vmid != settings.HAPROXY_VMID][:ordinary]
     generated = []
@@ -143,7 +143,7 @@ def plan_lab_cts(declared, ordinary):
     while len(others) + len(generated) < ordinary:
         vmid = next(free, None)
         if vmid is None:
-            raise DeclaredError("no room for %d ordinary CTs: VMIDs %d-%d (and their addresses) are taken"
+            raise DeclaredFileError("no room for %d ordinary CTs: VMIDs %d-%d (and their addresses) are taken"
                                 % (ordinary, settings.ORDINARY_VMIDS[0], settings.ORDINARY_VMIDS[-1]))
         generated.append(DeclaredCt(
             vmid=vmid, hostname="ct%d" % vmid, ip=ordinary_ip(vmid), memory=512, swap=512,
@@ -190,10 +190,10 @@ def append_entries(text, cts, name):
     refusal = "cannot add CTs to %s: its containers: list must be the last thing in the file" % name
     try:
         after = {ct.vmid for ct in read_text(new, name)}
-    except DeclaredError:
-        raise DeclaredError(refusal) from None
+    except DeclaredFileError:
+        raise DeclaredFileError(refusal) from None
     if not {ct.vmid for ct in cts} <= after:
-        raise DeclaredError(refusal)
+        raise DeclaredFileError(refusal)
     return new
 
 

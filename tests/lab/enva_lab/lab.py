@@ -238,14 +238,14 @@ class Lab:
             cts, generated = declared.plan_lab_cts(declared.read_text(text, str(copy)), ordinary)
             if generated:
                 copy.write_text(declared.append_entries(text, generated, str(copy)))
-        except declared.DeclaredError as error:
+        except declared.DeclaredFileError as error:
             raise LabError("%s (fix it, or delete it and labctl up copies the sample again)" % error) from None
         return cts, generated
 
     def all_declared(self):
         try:
             return declared.read_text(self.layout.declared.read_text(), str(self.layout.declared))
-        except (OSError, declared.DeclaredError):
+        except (OSError, declared.DeclaredFileError):
             return []
 
     def _dns(self):
@@ -610,7 +610,7 @@ class Lab:
         vmids = set(self.known_vmids()) | set(state.get("cts", []))
         try:
             vmids |= {item.vmid for item in declared.read_text(settings.SAMPLE.read_text(), str(settings.SAMPLE))}
-        except (OSError, declared.DeclaredError):
+        except (OSError, declared.DeclaredFileError):
             pass
         cgroups = [str(path.relative_to(settings.CGROUP_ROOT)) for hierarchy in host.v1_hierarchies()
                    for parent in settings.LXC_CGROUP_PARENTS for path in host.cgroup_dirs(hierarchy, parent)]

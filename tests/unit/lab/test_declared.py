@@ -61,7 +61,7 @@ def test_appended_entries_keep_every_byte_before_them_and_read_back():
 def test_appending_when_containers_is_not_last_is_refused():
     text = SAMPLE + "monitoring:\n  enabled: true\n"
     _cts, new = declared.plan_lab_cts(read(text), 5)
-    with pytest.raises(declared.DeclaredError, match="must be the last thing"):
+    with pytest.raises(declared.DeclaredFileError, match="must be the last thing"):
         declared.append_entries(text, new, "enva.yaml")
 
 
@@ -101,12 +101,12 @@ def test_reading_never_writes_the_sample():
      "ip 10.217.0.17 is declared twice"),
 ])
 def test_a_file_the_lab_cannot_use_is_named_with_what_is_wrong(text, message):
-    with pytest.raises(declared.DeclaredError, match=message):
+    with pytest.raises(declared.DeclaredFileError, match=message):
         read(text)
 
 
 def test_without_ct_2017_the_lab_has_nothing_to_reproduce():
-    with pytest.raises(declared.DeclaredError, match="no CT 2017"):
+    with pytest.raises(declared.DeclaredFileError, match="no CT 2017"):
         declared.plan_lab_cts(read("containers:\n  - {vmid: 2101, hostname: web, ip: 10.217.0.101}\n"), 0)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
+from support.net import free_port
 
 ZONE = "lab.enva.test."
 # One TXT RRset of 8 x 200 bytes: far over the 512 bytes of a UDP answer without EDNS.
@@ -33,21 +34,6 @@ RECORDS = [
     'spf.lab.enva.test. 300 IN TXT "v=spf1" "-all"',
 ] + ["big.lab.enva.test. 300 IN TXT %s" % text for text in BIG_TXT]
 START_SECONDS = 15
-
-
-def free_port():
-    """A port free on 127.0.0.1 for both UDP and TCP (as far as can be told without holding it)."""
-    for _attempt in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 def unbound_config(directory, port, records):
