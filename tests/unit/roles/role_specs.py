@@ -1,5 +1,4 @@
-"""What the role tests share: a role's defaults and argument spec options (fixtures that read the test
-module's ``ROLE``), the public variables its files read, and the checks that keep meta/argument_specs.yml in
+"""What the role tests share: a role's defaults and argument spec options, the public variables its files read, and the checks that keep meta/argument_specs.yml in
 step with defaults/main.yml (as prometheus-community/ansible's lint_arguments_spec.sh)."""
 
 from __future__ import annotations
@@ -7,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -27,18 +25,6 @@ def role_defaults(role):
 
 def role_options(role):
     return load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-
-
-@pytest.fixture(scope="module")
-def defaults(request):
-    """defaults/main.yml of the test module's ROLE."""
-    return role_defaults(request.module.ROLE)
-
-
-@pytest.fixture(scope="module")
-def options(request):
-    """The main entry point's options in meta/argument_specs.yml of the test module's ROLE."""
-    return role_options(request.module.ROLE)
 
 
 def used_variables(role, prefix):

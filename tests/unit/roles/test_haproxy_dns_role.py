@@ -13,8 +13,7 @@ import sys
 import pytest
 
 from ansible_collections.enva.pve.tests.unit.roles import role_specs
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import (  # noqa: F401  pylint: disable=unused-import
-    ROOT, defaults, options)
+from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
 
 ROLE = ROOT / "roles" / "haproxy_dns"
 
@@ -27,29 +26,8 @@ def facts():
     return module
 
 
-def used_variables():
-    return role_specs.used_variables(ROLE, "haproxy_dns_")
-
-
-def test_same_variables(defaults, options):
-    role_specs.assert_same_variables(defaults, options)
-
-
-def test_public_names_carry_the_role_prefix(defaults):
-    assert [name for name in defaults if not name.startswith("haproxy_dns_")] == []
-
-
-@pytest.mark.parametrize("name", sorted(role_specs.role_defaults(ROLE)))
-def test_default_and_type_agree(defaults, options, name):
-    role_specs.assert_default_agrees(name, options[name], defaults[name])
-
-
-def test_every_variable_the_role_reads_is_documented_and_used(options):
-    assert sorted(used_variables() - set(options)) == []
-    assert sorted(set(options) - used_variables()) == []
-
-
-def test_secrets_are_no_log(options):
+def test_secrets_are_no_log():
+    options = role_specs.role_options(ROLE)
     assert options["haproxy_dns_api_token_secret"].get("no_log") is True
     assert options["haproxy_dns_api_password"].get("no_log") is True
 
