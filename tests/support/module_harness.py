@@ -73,3 +73,20 @@ def api_failed(module, server, connection=None, **args):
     kind, result = run_main(module, dict(connection or server.connection(), **args))
     assert kind is FailJson, result
     return result["msg"]
+
+
+class ApiModule:
+    """A PVE API module's main() against the PVE API lab server: ``run(args)``, ``ok(server, **args)`` (must
+    succeed: the result) and ``failed(server, **args)`` (must fail: the message)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def run(self, args):
+        return run_main(self.module, args)
+
+    def ok(self, server, connection=None, **args):
+        return api_ok(self.module, server, connection, **args)
+
+    def failed(self, server, connection=None, **args):
+        return api_failed(self.module, server, connection, **args)

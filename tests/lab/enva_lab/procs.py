@@ -5,6 +5,7 @@ given to another process since is never signalled.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,12 +67,20 @@ def lab_command(*args):
     return [sys.executable, "-m", "enva_lab"] + [str(arg) for arg in args]
 
 
+def import_path():
+    """What the lab's own processes put on PYTHONPATH: this package's directory and the directory that
+    holds the collection as ``ansible_collections/enva/pve`` (the lab imports its module_utils)."""
+    collections = [entry for entry in sys.path
+                   if entry and os.path.isdir(os.path.join(entry, "ansible_collections", "enva", "pve"))]
+    return [str(LAB_PACKAGE_DIR)] + collections[:1]
+
+
 def spawn(argv, pidfile, log, env=None):
     """Start a detached background process (own session, stdin closed, output to ``log``);
     record it in ``pidfile`` and return its PID."""
     log.parent.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ if env is None else env)
-    environment["PYTHONPATH"] = str(LAB_PACKAGE_DIR)
+    environment["PYTHONPATH"] = ":".join(import_path())
     with open(log, "ab") as output:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    env=environment, start_new_session=True, close_fds=True)
@@ -123,13 +132,15 @@ def stop_pidfile(path, timeout=10.0):
 
 
 def processes_mentioning(text):
-    """``[(pid, argv)]`` of every process whose command line contains ``text`` (the lab's own paths)."""
+    """``[(pid, argv)]`` of every process whose command line names the path ``text`` or a path below it
+    (``/var/lib/enva-lab`` or ``/var/lib/enva-lab/run/x``, not ``/var/lib/enva-lab-vm``)."""
+    path = re.compile(re.escape(text.rstrip("/")) + r"(?![^/\s:,=])")
     found = []
     own = os.getpid()
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == own:
             continue
         argv = cmdline(int(name))
-        if argv and any(text in part for part in argv) and start_time(int(name)) is not None:
+        if argv and any(path.search(part) for part in argv) and start_time(int(name)) is not None:
             found.append((int(name), argv))
     return found

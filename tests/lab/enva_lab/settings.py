@@ -44,27 +44,27 @@ class Layout:
     def __init__(self, root=None, cache=None):
         self.root = Path(root) if root else lab_dir()
         self.cache = Path(cache) if cache else cache_dir()
-
-    @property
-    def declared(self):
-        """The lab's copy of the declared file; playbooks edit it, the CTs are built from it."""
-        return self.root / "enva.yaml"
-
-    @property
-    def state(self):
-        return self.root / "state.json"
-
-    @property
-    def pve_lxc(self):
-        return self.root / "etc" / "pve" / "lxc"
+        # The lab's copy of the declared file; playbooks edit it, the CTs are built from it.
+        self.declared = self.root / "enva.yaml"
+        self.state = self.root / "state.json"
+        self.pve_lxc = self.root / "etc" / "pve" / "lxc"
+        # LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc.
+        self.lxcpath = self.root / "lxc"
+        self.journal = self.root / "journal"
+        self.log = self.root / "log"
+        self.kern_log = self.log / "kern.log"
+        self.run = self.root / "run"
+        self.dns = self.root / "dns"
+        self.ssh = self.root / "ssh"
+        self.ssh_key = self.ssh / "id_ed25519"
+        self.pki = self.root / "pki"
+        # The cached, provisioned Debian 12 rootfs every CT's overlay sits on.
+        self.base = self.cache / "base" / ("%s-%s" % (RELEASE, ARCH))
+        self.base_rootfs = self.base / "rootfs"
+        self.base_stamp = self.base / "stamp.json"
 
     def pve_conf(self, vmid):
         return self.pve_lxc / ("%d.conf" % vmid)
-
-    @property
-    def lxcpath(self):
-        """LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc."""
-        return self.root / "lxc"
 
     def lxc_config(self, vmid):
         return self.lxcpath / str(vmid) / "config"
@@ -80,24 +80,8 @@ class Layout:
         """Written last when a CT's layer is complete; a layer without it is rebuilt."""
         return self.ct_dir(vmid) / "built"
 
-    @property
-    def journal(self):
-        return self.root / "journal"
-
     def journal_file(self, vmid):
         return self.journal / ("pve-container@%d.jsonl" % vmid)
-
-    @property
-    def log(self):
-        return self.root / "log"
-
-    @property
-    def kern_log(self):
-        return self.log / "kern.log"
-
-    @property
-    def run(self):
-        return self.root / "run"
 
     def pidfile(self, name):
         return self.run / ("%s.pid" % name)
@@ -106,31 +90,3 @@ class Layout:
         """lxc-start's stderr, where PVE's unit puts it (/run/pve/ct-VMID.stderr)."""
         return self.run / ("ct-%d.stderr" % vmid)
 
-    @property
-    def dns(self):
-        return self.root / "dns"
-
-    @property
-    def ssh(self):
-        return self.root / "ssh"
-
-    @property
-    def ssh_key(self):
-        return self.ssh / "id_ed25519"
-
-    @property
-    def pki(self):
-        return self.root / "pki"
-
-    @property
-    def base(self):
-        """The cached, provisioned Debian 12 rootfs every CT's overlay sits on."""
-        return self.cache / "base" / ("%s-%s" % (RELEASE, ARCH))
-
-    @property
-    def base_rootfs(self):
-        return self.base / "rootfs"
-
-    @property
-    def base_stamp(self):
-        return self.base / "stamp.json"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from enva_lab import procs
 from enva_lab.cleanup import is_lab_process, plan_down
 
 LABDIR = "/var/lib/enva-lab"
@@ -109,3 +113,18 @@ def test_purge_removes_the_cache_last():
 ])
 def test_only_the_labs_own_programs_are_ended(argv, ours):
     assert is_lab_process(argv) is ours
+
+
+def test_processes_mentioning_match_the_path_not_a_longer_name(tmp_path):
+    """A VM node's qemu under ``<labdir>-vm`` is not the lab's process: ``down`` must not end it."""
+    labdir = tmp_path / "enva-lab"
+    script = "import time; time.sleep(30)"
+    inside = subprocess.Popen([sys.executable, "-c", script, str(labdir / "run" / "x")])
+    beside = subprocess.Popen([sys.executable, "-c", script, "file:%s-vm/pve1/console.log" % labdir])
+    try:
+        found = {pid for pid, _argv in procs.processes_mentioning(str(labdir))}
+        assert inside.pid in found and beside.pid not in found
+    finally:
+        for child in (inside, beside):
+            child.kill()
+            child.wait()

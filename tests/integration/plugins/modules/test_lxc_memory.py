@@ -23,16 +23,8 @@ def module_exits(monkeypatch):
     harness.clear_proxmox_env(monkeypatch)
 
 
-def run_main(args):
-    return harness.run_main(lxc_memory, args)
-
-
-def ok(server, connection=None, **args):
-    return harness.api_ok(lxc_memory, server, connection, **args)
-
-
-def failed(server, connection=None, **args):
-    return harness.api_failed(lxc_memory, server, connection, **args)
+MODULE = harness.ApiModule(lxc_memory)
+run_main, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
 
 
 def test_raise_1024_to_2048_live_then_unchanged(lab):

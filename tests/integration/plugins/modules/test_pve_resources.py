@@ -15,16 +15,8 @@ def module_exits(monkeypatch):
     harness.clear_proxmox_env(monkeypatch)
 
 
-def run_main(args):
-    return harness.run_main(pve_resources, args)
-
-
-def ok(server, connection=None, **args):
-    return harness.api_ok(pve_resources, server, connection, **args)
-
-
-def failed(server, connection=None, **args):
-    return harness.api_failed(pve_resources, server, connection, **args)
+MODULE = harness.ApiModule(pve_resources)
+run_main, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
 
 
 def test_every_ct_with_usage_config_and_tags_in_one_call(lab):
