@@ -13,6 +13,7 @@ import ipaddress
 import re
 
 import yaml
+from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import DEFAULT_MIB
 
 from enva_lab import settings
 
@@ -27,7 +28,8 @@ class DeclaredFileError(ValueError):
 class DeclaredCt:
     """One declared CT, with the lab's defaults filled in."""
 
-    def __init__(self, vmid, hostname, ip, memory=512, swap=512, cores=1, onboot=True, description="",
+    def __init__(self, vmid, hostname, ip, memory=DEFAULT_MIB["memory"], swap=DEFAULT_MIB["swap"], cores=1,
+                 onboot=True, description="",
                  tags=(), role=None, disk="8G"):
         self.vmid = vmid
         self.hostname = hostname
@@ -92,7 +94,8 @@ def ct_from_entry(entry, where):
     onboot = entry.get("onboot", 1)
     return DeclaredCt(
         vmid=vmid, hostname=hostname, ip=_ip(entry["ip"], where),
-        memory=_int(entry, "memory", where, 512), swap=_int(entry, "swap", where, 512),
+        memory=_int(entry, "memory", where, DEFAULT_MIB["memory"]),
+        swap=_int(entry, "swap", where, DEFAULT_MIB["swap"]),
         cores=_int(entry, "cores", where, 1), onboot=bool(onboot),
         description=str(entry.get("description") or ""), tags=_tags(entry.get("tags"), where),
         role=entry.get("role"), disk=str(entry.get("disk", "8G")))
@@ -146,7 +149,8 @@ def plan_lab_cts(declared, ordinary):
             raise DeclaredFileError("no room for %d ordinary CTs: VMIDs %d-%d (and their addresses) are taken"
                                 % (ordinary, settings.ORDINARY_VMIDS[0], settings.ORDINARY_VMIDS[-1]))
         generated.append(DeclaredCt(
-            vmid=vmid, hostname="ct%d" % vmid, ip=ordinary_ip(vmid), memory=512, swap=512,
+            vmid=vmid, hostname="ct%d" % vmid, ip=ordinary_ip(vmid), memory=DEFAULT_MIB["memory"],
+            swap=DEFAULT_MIB["swap"],
             cores=1, description="Fleet CT %d (added by labctl up --cts)" % vmid, tags=("lab", "fleet"),
             role="app"))
     return [by_vmid[settings.HAPROXY_VMID]] + others + generated, generated
