@@ -15,6 +15,7 @@ from support.pve_lab import FakeLab, LabServer
 
 # --- HTTP, as PVE answers -----------------------------------------------------------------------------------
 
+
 def call(server, method, path, token="ansible", headers=None, params=None):
     context = ssl.create_default_context(cafile=server.ca_path)
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)

@@ -66,7 +66,7 @@ def _ip(value, where):
         raise DeclaredFileError("%s: ip %r is not an IPv4 address" % (where, value)) from None
     if parsed not in ipaddress.ip_network(settings.SUBNET) or address in (settings.HOST_IP, settings.DNS_IP):
         raise DeclaredFileError("%s: ip %s is not a CT address on the lab bridge (%s, but not %s or %s)"
-                            % (where, address, settings.SUBNET, settings.HOST_IP, settings.DNS_IP))
+                                % (where, address, settings.SUBNET, settings.HOST_IP, settings.DNS_IP))
     return address
 
 
@@ -117,7 +117,7 @@ def read_text(text, name):
             value = getattr(ct, key)
             if (key, value) in seen:
                 raise DeclaredFileError("%s: %s %s is declared twice (vmid %d and %d)"
-                                    % (name, key, value, seen[(key, value)], ct.vmid))
+                                        % (name, key, value, seen[(key, value)], ct.vmid))
             seen[(key, value)] = ct.vmid
     return cts
 
@@ -136,7 +136,7 @@ def plan_lab_cts(declared, ordinary):
     by_vmid = {ct.vmid: ct for ct in declared}
     if settings.HAPROXY_VMID not in by_vmid:
         raise DeclaredFileError("the declared file has no CT %d (the HAProxy CT the lab is about); restore it from %s"
-                            % (settings.HAPROXY_VMID, settings.SAMPLE))
+                                % (settings.HAPROXY_VMID, settings.SAMPLE))
     others = [ct for ct in declared if ct.vmid != settings.HAPROXY_VMID][:ordinary]
     generated = []
     used_vmids = set(by_vmid)
@@ -147,7 +147,7 @@ def plan_lab_cts(declared, ordinary):
         vmid = next(free, None)
         if vmid is None:
             raise DeclaredFileError("no room for %d ordinary CTs: VMIDs %d-%d (and their addresses) are taken"
-                                % (ordinary, settings.ORDINARY_VMIDS[0], settings.ORDINARY_VMIDS[-1]))
+                                    % (ordinary, settings.ORDINARY_VMIDS[0], settings.ORDINARY_VMIDS[-1]))
         generated.append(DeclaredCt(
             vmid=vmid, hostname="ct%d" % vmid, ip=ordinary_ip(vmid), memory=DEFAULT_MIB["memory"],
             swap=DEFAULT_MIB["swap"],

@@ -89,4 +89,3 @@ class Layout:
     def ct_stderr(self, vmid):
         """lxc-start's stderr, where PVE's unit puts it (/run/pve/ct-VMID.stderr)."""
         return self.run / ("ct-%d.stderr" % vmid)
-

@@ -73,7 +73,6 @@ def test_route(path, expected):
     assert SCHEMA.route(path) == expected
 
 
-
 def test_write_atomically_keeps_mode(tmp_path):
     path = tmp_path / "2017.conf"
     path.write_text("memory: 1\n")
@@ -81,7 +80,6 @@ def test_write_atomically_keeps_mode(tmp_path):
     nodes.write_atomically(path, "memory: 2\n")
     assert path.read_text() == "memory: 2\n" and stat.S_IMODE(path.stat().st_mode) == 0o640
     assert os.listdir(tmp_path) == ["2017.conf"]
-
 
 
 # --- access ------------------------------------------------------------------------------------------------
@@ -200,7 +198,6 @@ def test_cgroup_mounts(tmp_path):
         "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
         "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n")
     assert cgroups.cgroup_mounts(str(mountinfo)) == ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"]
-
 
 
 def test_synthetic_tree_is_made_once_per_size(tmp_path):

@@ -18,6 +18,7 @@ swap: 1024
 tags: lab;haproxy
 """
 
+
 def sample_ct(vmid):
     return next(ct for ct in declared.read_text(settings.SAMPLE.read_text(), "enva.yaml") if ct.vmid == vmid)
 

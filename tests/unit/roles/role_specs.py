@@ -1,5 +1,5 @@
-"""What the role tests share: a role's defaults and argument spec options, the public variables its files read, and the checks that keep meta/argument_specs.yml in
-step with defaults/main.yml (as prometheus-community/ansible's lint_arguments_spec.sh)."""
+"""What the role tests share: a role's defaults and argument spec options, the public variables its files
+read, and the checks that keep meta/argument_specs.yml in step with defaults/main.yml (as prometheus-community/ansible's lint_arguments_spec.sh)."""
 
 from __future__ import annotations
 

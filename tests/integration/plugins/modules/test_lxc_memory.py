@@ -24,7 +24,9 @@ def module_exits(monkeypatch):
 
 
 MODULE = harness.ApiModule(lxc_memory)
-run_main, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
+run_main = MODULE.run
+ok = MODULE.ok
+failed = MODULE.failed
 
 
 def test_raise_1024_to_2048_live_then_unchanged(lab):

@@ -16,7 +16,9 @@ def module_exits(monkeypatch):
 
 
 MODULE = harness.ApiModule(pve_resources)
-run_main, ok, failed = MODULE.run, MODULE.ok, MODULE.failed
+run_main = MODULE.run
+ok = MODULE.ok
+failed = MODULE.failed
 
 
 def test_every_ct_with_usage_config_and_tags_in_one_call(lab):

@@ -120,4 +120,3 @@ class Access:
                     return False
                 raise perm_error("%s, %s" % (path, privilege))
         return True
-

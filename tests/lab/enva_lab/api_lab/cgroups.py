@@ -134,5 +134,3 @@ class CtCgroup:
         else:
             self._write("memory.limit_in_bytes", mem, mounts)
             self._write("memory.memsw.limit_in_bytes", mem + swap, mounts)
-
-

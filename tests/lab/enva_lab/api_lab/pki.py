@@ -101,5 +101,3 @@ def ensure_credentials(labdir, ca_path, node="pve1"):
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
     return json.loads(path.read_text(encoding="utf-8"))
-
-

@@ -297,5 +297,3 @@ ROUTES = {
     ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): _lifecycle("stop", "vzstop"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"): api_task_status,
 }
-
-

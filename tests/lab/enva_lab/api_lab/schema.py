@@ -119,8 +119,6 @@ def check_value(prop, raw):
     return None, value
 
 
-
-
 def typed_config(values, properties):
     """Config values as PVE's GET returns them: integers, numbers and booleans as JSON numbers."""
     typed, raw_lxc = {}, []
@@ -143,5 +141,3 @@ def typed_config(values, properties):
     if raw_lxc:
         typed["lxc"] = raw_lxc
     return typed
-
-

@@ -46,5 +46,3 @@ def make_synthetic(directory, cts, node_count):
             (ct / file_name).write_text("%s\n" % value, encoding="ascii")
     stamp.write_text(json.dumps(wanted), encoding="utf-8")
     return directory
-
-

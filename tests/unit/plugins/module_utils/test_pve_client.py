@@ -13,7 +13,7 @@ from ansible_collections.enva.pve.plugins.module_utils import pve_client
 from support import module_harness as harness
 
 TOKEN = pve_client.Connection("pve1.example.org", 8006, "enva@pve", token_id="ansible", api_timeout=5,
-                           ca_path="/etc/ssl/pve-root-ca.pem")
+                              ca_path="/etc/ssl/pve-root-ca.pem")
 PASSWORD = pve_client.Connection("pve1.example.org", 8006, "root@pam")
 URL = "https://pve1.example.org:8006/api2/json"
 

@@ -142,7 +142,7 @@ def test_ct_config_parts_and_digest():
     config = pve_ct_config.parse(CONF)
     assert config.digest == hashlib.sha1(CONF.encode()).hexdigest()
     assert config.settings == {"arch": "amd64", "hostname": "haproxy", "memory": "1024", "swap": "1024",
-                              "lxc.cgroup.dir.container": "lxc/2017"}
+                               "lxc.cgroup.dir.container": "lxc/2017"}
     assert config.description == "the haproxy CT\nsecond line"
     assert (config.pending, config.pending_delete) == ({"cores": "2"}, ["tags"])
     assert config.size_mib("memory") == 1024
