@@ -3,8 +3,10 @@
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
+from pathlib import Path
 
 from enva_lab.api_lab.errors import ApiError, perm_error
 
@@ -15,6 +17,13 @@ ALL_PRIVILEGES = (
     "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Console",
     "VM.Migrate", "VM.Monitor", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback",
 )
+# PVE's built-in roles that the lab's recipes name (pveum role list); custom roles come from credentials.json.
+BUILTIN_ROLES = {
+    "Administrator": ALL_PRIVILEGES,
+    "NoAccess": (),
+    "PVEAuditor": ("Sys.Audit", "VM.Audit"),
+    "PVEVMAdmin": tuple(privilege for privilege in ALL_PRIVILEGES if privilege.startswith("VM.")),
+}
 
 _TOKEN_ID = re.compile(r"^(?P<user>[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+)!(?P<token>[A-Za-z][A-Za-z0-9.\-_]+)$")
 
@@ -22,12 +31,30 @@ _TOKEN_ID = re.compile(r"^(?P<user>[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+)!(?P<toke
 class Access:
     """PVE's users, tokens, tickets, CSRF tokens and privilege checks, from credentials.json."""
 
-    def __init__(self, credentials, secret):
+    def __init__(self, credentials, secret, path=None):
+        self._secret = secret.encode()
+        self.path = Path(path) if path else None
+        self._stamp = None
+        self._load(credentials)
+
+    def _load(self, credentials):
         self.users = credentials["users"]
         self.tokens = credentials["tokens"]
         self.roles = credentials.get("roles", {})
         self.acl = credentials.get("acl", [])
-        self._secret = secret.encode()
+
+    def refresh(self):
+        """Read ``credentials.json`` again when it changed (pveum edits it while the server runs, as PVE's
+        user.cfg is edited under a running pveproxy); returns self."""
+        if self.path is not None:
+            try:
+                stamp = self.path.stat().st_mtime_ns
+                if stamp != self._stamp:
+                    self._load(json.loads(self.path.read_text(encoding="utf-8")))
+                    self._stamp = stamp
+            except (OSError, ValueError):
+                pass
+        return self
 
     def _sign(self, text):
         return base64.b64encode(hmac.new(self._secret, text.encode(), hashlib.sha256).digest()).decode()
@@ -83,28 +110,47 @@ class Access:
             raise ApiError(401, "invalid token value!")
         return tokenid
 
-    def _granted(self, who, kind, path):
+    def _roles(self, who, path):
+        """PVE::AccessControl::roles: walk the path from ``/`` down to ``path``; at each level an ACL entry
+        for ``who`` (a token with privilege separation is looked up among the tokens, anyone else among the
+        users) replaces what the levels above gave, and counts below its own path only with ``propagate``."""
+        kind = "tokens" if "!" in who else "users"
+        parts = [part for part in path.split("/") if part]
+        levels = ["/"] + ["/" + "/".join(parts[:index]) for index in range(1, len(parts) + 1)]
+        roles = set()
+        for level in levels:
+            final = level == levels[-1]
+            entries = [entry for entry in self.acl
+                       if entry["path"].rstrip("/") == level.rstrip("/") and who in entry.get(kind, ())]
+            found = {role for entry in entries if final or entry.get("propagate", True) for role in entry["roles"]}
+            if found:
+                roles = found
+        if "NoAccess" in roles:
+            return {"NoAccess"}
+        return roles
+
+    def _role_privileges(self, roles):
         privileges = set()
-        for entry in self.acl:
-            if who not in entry.get(kind, ()):
-                continue
-            base = entry["path"].rstrip("/")
-            if path == entry["path"] or (entry.get("propagate", True) and (base == "" or path.startswith(base + "/"))):
-                for role in entry["roles"]:
-                    privileges.update(self.roles.get(role, ()))
+        for role in roles:
+            privileges.update(BUILTIN_ROLES.get(role, ()) or self.roles.get(role, ()))
         return privileges
 
     def privileges(self, authid, path):
-        """What ``authid`` (a user, or a token with privilege separation) holds on ``path``."""
+        """What ``authid`` holds on ``path`` (PVE's RPCEnvironment::permissions): a user its roles'
+        privileges; a token without privilege separation its user's; a token with it only what both it
+        and its user hold (the intersection)."""
         if authid == "root@pam":
             return set(ALL_PRIVILEGES)
         if "!" in authid:
             user = authid.split("!", 1)[0]
-            user_privileges = self._granted(user, "users", path)
-            if not self.tokens.get(authid, {}).get("privsep", True):
+            token = self.tokens.get(authid)
+            if token is None:
+                return set()
+            user_privileges = self._role_privileges(self._roles(user, path))
+            if not token.get("privsep", True):
                 return user_privileges
-            return user_privileges & self._granted(authid, "tokens", path)
-        return self._granted(authid, "users", path)
+            return user_privileges & self._role_privileges(self._roles(authid, path))
+        return self._role_privileges(self._roles(authid, path))
 
     def check(self, authid, path, privileges, any_of=False, noerr=False):
         held = self.privileges(authid, path)

@@ -49,7 +49,7 @@ def make_server(args):
     tls.minimum_version = ssl.TLSVersion.TLSv1_2
     tls.load_cert_chain(str(cert), str(key))
     lab = build_lab(args)
-    server = ApiServer(parse_listen(args.listen), lab, Schema(), Access(credentials, secret),
+    server = ApiServer(parse_listen(args.listen), lab, Schema(), Access(credentials, secret, labdir / "api" / "credentials.json"),
                        args.log or labdir / "log" / "pve_api.log", tls)
     der = ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="ascii"))
     digest = hashlib.sha256(der).hexdigest().upper()

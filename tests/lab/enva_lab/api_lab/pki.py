@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 
-class _Locked:
+class Locked:
     """An exclusive flock on ``path`` (so two servers starting at once make the PKI once)."""
 
     def __init__(self, path):
@@ -36,7 +36,7 @@ def ensure_pki(labdir):
     pki = Path(labdir) / "pki"
     ca, ca_key = pki / "pve-root-ca.pem", pki / "pve-root-ca.key"
     cert, key = pki / "pve-ssl.pem", pki / "pve-ssl.key"
-    with _Locked(pki / ".lock"):
+    with Locked(pki / ".lock"):
         if all(path.exists() for path in (ca, ca_key, cert, key)):
             return ca, cert, key
         os.chmod(pki, 0o755)
@@ -87,7 +87,7 @@ def default_credentials(ca_path, node):
 def ensure_credentials(labdir, ca_path, node="pve1"):
     """``<labdir>/api/credentials.json`` (mode 0600), made when absent; returns its content."""
     path = Path(labdir) / "api" / "credentials.json"
-    with _Locked(path.parent / ".lock"):
+    with Locked(path.parent / ".lock"):
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(path.parent, 0o700)

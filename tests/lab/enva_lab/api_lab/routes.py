@@ -37,6 +37,16 @@ def api_ticket_post(server, _authid, params):
             "cap": {}}
 
 
+def api_permissions(server, authid, params):
+    """What the caller (or a token of its own, or anyone for root@pam) holds: ``{path: {privilege: 1}}``."""
+    who = params.get("userid") or authid
+    if who != authid and authid != "root@pam" and not who.startswith(authid + "!"):
+        server.access.check(authid, "/access", ["Sys.Audit"])
+    paths = [params["path"]] if params.get("path") else sorted(
+        {"/", "/vms", "/nodes"} | {entry["path"] for entry in server.access.acl})
+    return {path: {privilege: 1 for privilege in sorted(server.access.privileges(who, path))} for path in paths}
+
+
 def _node_entry(server, node):
     memory = host_memory()
     entry = {"node": node.name, "id": "node/%s" % node.name, "type": "node", "status": "online", "level": "",
@@ -281,6 +291,7 @@ def api_task_status(server, _authid, params):
 
 ROUTES = {
     ("GET", "/version"): api_version,
+    ("GET", "/access/permissions"): api_permissions,
     ("GET", "/access/ticket"): api_ticket_get,
     ("POST", "/access/ticket"): api_ticket_post,
     ("GET", "/nodes"): api_nodes,

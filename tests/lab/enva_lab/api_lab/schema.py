@@ -8,6 +8,8 @@ from urllib.parse import unquote
 from enva_lab.api_lab.errors import param_error
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "pve-api" / "schema-subset.json"
+# Endpoints the published subset lacks (written from PVE's source; see its _comment).
+ADDITIONS_FILE = SCHEMA_FILE.with_name("schema-additions.json")
 
 
 class Schema:
@@ -15,6 +17,9 @@ class Schema:
 
     def __init__(self, path=SCHEMA_FILE):
         self.paths = json.loads(Path(path).read_text(encoding="utf-8"))
+        if path == SCHEMA_FILE:
+            additions = json.loads(ADDITIONS_FILE.read_text(encoding="utf-8"))
+            self.paths.update((key, value) for key, value in additions.items() if key.startswith("/"))
         self._routes = []
         for template in self.paths:
             regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
