@@ -68,18 +68,17 @@ def fragment_docs(path):
     return {}
 
 
-def descriptions(node):
-    """The description and short_description texts of an argument_specs tree (not defaults: those are
-    the role's behaviour, kept in step with defaults/main.yml by the roles' own tests)."""
+def values_of(node, keys):
+    """Every value under one of keys anywhere in a YAML tree, a list's items one by one."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("description", "short_description"):
+            if key in keys:
                 yield from ([value] if isinstance(value, str) else value)
             else:
-                yield from descriptions(value)
+                yield from values_of(value, keys)
     elif isinstance(node, list):
         for item in node:
-            yield from descriptions(item)
+            yield from values_of(item, keys)
 
 
 def shipped_docs():
@@ -93,8 +92,10 @@ def shipped_docs():
         yield str(path.relative_to(ROOT)), path.read_text(encoding="utf-8")
     for role in ROLES:
         for path in sorted((role / "meta").glob("*.yml")):
+            # Descriptions only: defaults are the role's behaviour, kept in step with defaults/main.yml
+            # by the roles' own tests.
             meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-            yield str(path.relative_to(ROOT)), "\n".join(descriptions(meta))
+            yield str(path.relative_to(ROOT)), "\n".join(values_of(meta, ("description", "short_description")))
         if (role / "README.md").is_file():
             yield str((role / "README.md").relative_to(ROOT)), (role / "README.md").read_text(encoding="utf-8")
 
@@ -137,19 +138,6 @@ def test_module_attributes_come_from_the_fragment(path):
         )
 
 
-def role_tags(node):
-    """Every tag set in a task file, blocks, include `apply:` and rescue/always included."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "tags":
-                yield from ([value] if isinstance(value, str) else value)
-            else:
-                yield from role_tags(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from role_tags(item)
-
-
 def test_roles_are_found():
     assert {r.name for r in ROLES} >= {"dns_relay", "haproxy_dns", "oom_audit"}
 
@@ -159,7 +147,7 @@ def test_role_tags_carry_the_role_name(role):
     tags = {
         tag: path.name
         for path in sorted((role / "tasks").glob("*.yml"))
-        for tag in role_tags(yaml.safe_load(path.read_text(encoding="utf-8")))
+        for tag in values_of(yaml.safe_load(path.read_text(encoding="utf-8")), ("tags",))
     }
     assert tags, f"{role.name} has no tags"
     stray = {tag: where for tag, where in tags.items() if tag != role.name and not tag.startswith(role.name + "_")}
