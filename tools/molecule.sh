@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Every molecule scenario under molecule/, one after the other (they share the lab).
-# MOLECULE_SCENARIOS="a b" runs only those.
+# Every molecule scenario under extensions/molecule/ (where molecule 26 looks in a collection), one
+# after the other (they share the lab). The scenario named default holds no instances (molecule loads
+# it before every run); it is not run. MOLECULE_SCENARIOS="a b" runs only those.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-mapfile -t all < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -rn1 basename | sort)
+mapfile -t all < <(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' \
+  | xargs -rn1 basename | grep -vx default | sort)
 read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-${all[*]:-}}"
 if ((${#scenarios[@]} == 0)); then
-  echo "molecule: no scenarios under molecule/ yet"
+  echo "molecule: no scenarios under extensions/molecule/ yet"
   exit 0
 fi
 failed=()

@@ -87,16 +87,21 @@ options:
         (C(enva.yaml.12345.2026-11-24@10:31:02~)); its path is returned in RV(backup_file).
     type: bool
     default: false
+extends_documentation_fragment:
+  - enva.pve.attributes
 attributes:
   check_mode:
     support: full
-    description: Reports what would change, with the diff, and writes nothing.
+    details:
+      - Reports what would change, with the diff, and writes nothing.
   diff_mode:
     support: full
-    description: The whole file before and after, which C(--diff) prints as a unified diff.
+    details:
+      - The whole file before and after, which C(--diff) prints as a unified diff.
   idempotent:
     support: full
-    description: Values are compared as the file means them (sizes in MiB), so a second run changes nothing.
+    details:
+      - Values are compared as the file means them (sizes in MiB), so a second run changes nothing.
 notes:
   - Runs where the file is, normally on the controller (C(delegate_to=localhost)).
   - The file must hold one YAML document; a file of several (separated by C(---)) is refused.

@@ -40,7 +40,7 @@ options:
     type: int
     default: 53
   name:
-    description: The name to look up. It is taken as absolute (C(www.lab.enva.test) is C(www.lab.enva.test.)).
+    description: The name to look up. It is taken as absolute (C(www.example.org) is C(www.example.org.)).
     type: str
     required: true
   type:
@@ -77,23 +77,20 @@ options:
   expected_answers:
     description:
       - The answers of the queried type that must come back, in any order, as record data
-        (V(10.217.0.17), V(fd00::17), V(10 mail.example.org), V(v=spf1 -all) for TXT).
+        (V(192.0.2.17), V(2001:db8::17), V(10 mail.example.org), V(v=spf1 -all) for TXT).
       - A TXT answer is its text (one string) or, for several strings, record data with quotes
         (V("part one" "part two")).
       - An empty list means the answer must have no records of the type (NODATA). Omitted means any
         answers will do.
     type: list
     elements: str
+extends_documentation_fragment:
+  - enva.pve.attributes
+  - enva.pve.attributes.read_only
 attributes:
   check_mode:
-    support: full
-    description: The query is read-only, so check mode sends it too and checks the answer as usual.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: It never changes anything; C(changed) is always false.
+    details:
+      - The query only reads, so check mode sends it too and checks the answer as usual.
 notes:
   - The latency is measured on the host that runs the task, from sending the query to the full answer
     (both exchanges when V(auto) falls back to TCP).
@@ -103,15 +100,15 @@ EXAMPLES = r"""
 - name: The relay answers from inside the CT, over UDP and TCP
   enva.pve.dns_query:
     server: 127.0.0.1
-    name: www.lab.enva.test
+    name: www.example.org
     protocol: "{{ item }}"
-    expected_answers: [10.217.0.17]
+    expected_answers: [192.0.2.17]
   loop: [udp, tcp]
 
 - name: And from the controller to the CT's address
   enva.pve.dns_query:
-    server: 10.217.0.17
-    name: www.lab.enva.test
+    server: 192.0.2.17
+    name: www.example.org
     timeout: 1.5
     retries: 2
   delegate_to: localhost
@@ -123,19 +120,19 @@ EXAMPLES = r"""
 
 - name: A name that does not exist must say so
   enva.pve.dns_query:
-    server: 10.217.0.17
-    name: no-such-host.lab.enva.test
+    server: 192.0.2.17
+    name: no-such-host.example.org
     expected_rcode: NXDOMAIN
   delegate_to: localhost
 
 - name: Mail exchangers, in any order, names with or without the final dot
   enva.pve.dns_query:
-    server: 10.217.0.53
-    name: lab.enva.test
+    server: 192.0.2.53
+    name: example.org
     type: MX
     expected_answers:
-      - 20 mx2.lab.enva.test
-      - 10 mail.lab.enva.test.
+      - 20 mx2.example.org
+      - 10 mail.example.org.
 """
 
 RETURN = r"""
@@ -143,7 +140,7 @@ server:
   description: The server asked.
   returned: always
   type: str
-  sample: 10.217.0.17
+  sample: 192.0.2.17
 port:
   description: Its port.
   returned: always
@@ -153,7 +150,7 @@ name:
   description: The name asked for, absolute.
   returned: always
   type: str
-  sample: www.lab.enva.test.
+  sample: www.example.org.
 type:
   description: The record type asked for.
   returned: always
@@ -174,13 +171,13 @@ answers:
   returned: always
   type: list
   elements: str
-  sample: [10.217.0.17]
+  sample: [192.0.2.17]
 records:
   description: Every record of the answer section as text (name, TTL, class, type, data), CNAMEs included.
   returned: always
   type: list
   elements: str
-  sample: [www.lab.enva.test. 300 IN A 10.217.0.17]
+  sample: [www.example.org. 300 IN A 192.0.2.17]
 ttl:
   description: The lowest TTL of the answers of the queried type; null without any.
   returned: always

@@ -68,16 +68,20 @@ options:
     type: str
 extends_documentation_fragment:
   - enva.pve.pve
+  - enva.pve.attributes
 attributes:
   check_mode:
     support: full
-    description: Reads the CT and reports what would change and the diff; writes nothing.
+    details:
+      - Reads the CT and reports what would change and the diff; writes nothing.
   diff_mode:
     support: full
-    description: The C(memory) and C(swap) lines of the CT configuration before and after.
+    details:
+      - The C(memory) and C(swap) lines of the CT configuration before and after.
   idempotent:
     support: full
-    description: A second run with the same values changes nothing.
+    details:
+      - A second run with the same values changes nothing.
 notes:
   - Needs C(VM.Audit) and C(VM.Config.Memory) on C(/vms/VMID); finding the node or a CT by name needs the CT
     to be visible in C(/cluster/resources), which lists only the CTs the user has C(VM.Audit) on.
@@ -92,7 +96,7 @@ seealso:
 EXAMPLES = r"""
 - name: Raise CT 2017 to 2 GiB of memory, live
   enva.pve.lxc_memory:
-    api_host: pve1.example.org
+    api_host: node1.example.org
     api_user: enva@pve
     api_token_id: ansible
     api_token_secret: "{{ vault_pve_token_secret }}"
@@ -122,7 +126,7 @@ node:
   description: The node the CT is on.
   returned: always
   type: str
-  sample: pve1
+  sample: node1
 status:
   description: Whether the CT runs (C(running)) or not (C(stopped)).
   returned: always

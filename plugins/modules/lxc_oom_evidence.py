@@ -79,16 +79,9 @@ options:
       - Directory of the node's CT configurations (C(VMID.conf)), for the CT list and configured memory.
     type: path
     default: /etc/pve/lxc
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode runs it as usual.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: It never changes anything; C(changed) is always false.
+extends_documentation_fragment:
+  - enva.pve.attributes
+  - enva.pve.attributes.read_only
 notes:
   - Needs root (or membership of C(systemd-journal)/C(adm) for the journal and C(kernel.dmesg_restrict=0) for dmesg).
   - Times in the result are ISO 8601 in UTC. Text logs without a UTC offset are read in the node's time zone.

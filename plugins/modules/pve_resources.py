@@ -41,16 +41,8 @@ options:
     default: false
 extends_documentation_fragment:
   - enva.pve.pve
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode runs it as usual.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: It never changes anything; C(changed) is always false.
+  - enva.pve.attributes
+  - enva.pve.attributes.read_only
 notes:
   - Needs C(VM.Audit) on the guests (C(/vms)) and C(Sys.Audit) on the nodes (C(/nodes)) it should see.
   - "C(/cluster/resources) has the configured memory of a CT (C(maxmem)) but not its swap: read swap from the
@@ -66,7 +58,7 @@ seealso:
 EXAMPLES = r"""
 - name: Every CT of the cluster, one API call
   enva.pve.pve_resources:
-    api_host: pve1.example.org
+    api_host: node1.example.org
     api_user: enva@pve
     api_token_id: readonly
     api_token_secret: "{{ vault_pve_readonly_secret }}"
@@ -79,11 +71,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ cluster.cts['2017'].node }}: {{ cluster.cts['2017'].mem_mb }} of {{ cluster.cts['2017'].maxmem_mb }} MiB"
 
-- name: The CTs of node pve2 only (connection from PROXMOX_* environment variables)
+- name: The CTs of node node2 only (connection from PROXMOX_* environment variables)
   enva.pve.pve_resources:
-    node: [pve2]
+    node: [node2]
   delegate_to: localhost
-  register: pve2
+  register: node2_cts
 """
 
 RETURN = r"""
@@ -97,7 +89,7 @@ cts:
   returned: always
   type: dict
   sample:
-    "2017": {vmid: 2017, node: pve1, name: haproxy, status: running, tags: [lab, haproxy], template: false,
+    "2017": {vmid: 2017, node: node1, name: haproxy, status: running, tags: [edge, haproxy], template: false,
              lock: null, uptime: 86400, cpu: 0.02, maxcpu: 2, mem_bytes: 222298112, maxmem_bytes: 1073741824,
              mem_mb: 212, maxmem_mb: 1024, disk_bytes: 0, maxdisk_bytes: 8589934592}
 nodes:
@@ -108,7 +100,7 @@ nodes:
   returned: always
   type: dict
   sample:
-    pve1: {node: pve1, status: online, cgroup_mode: 2, mem_bytes: 8589934592, maxmem_bytes: 68719476736,
+    node1: {node: node1, status: online, cgroup_mode: 2, mem_bytes: 8589934592, maxmem_bytes: 68719476736,
            maxcpu: 16, uptime: 1209600}
 counts:
   description: How many resources of each kind the call returned (C(lxc), C(qemu), C(node), C(storage), ...).

@@ -44,7 +44,7 @@ def artifact(tmp_path_factory, galaxy):
 
 
 @pytest.mark.parametrize("prefix", [
-    "tests/", "molecule/", ".venv/", ".cache/", "build/", "tools/", ".ci/", "changelogs/fragments/",
+    "tests/", "extensions/molecule/", "molecule/", ".venv/", ".cache/", "build/", "tools/", ".ci/", "changelogs/fragments/",
 ])
 def test_artifact_leaves_out_development_files(artifact, prefix):
     leaked = [name for name in artifact if name.startswith(prefix) or name == prefix.rstrip("/")]
