@@ -247,14 +247,14 @@ class PveApi(object):
             status, reason, errors = _status_reason(exc)
             raise PveApiError(message, kind, status, reason, errors)
 
-    def get(self, path, action, privilege=None, **params):
-        return self._call("get", path, action, privilege, params)
+    def get(self, resource, action, privilege=None, **params):
+        return self._call("get", resource, action, privilege, params)
 
-    def put(self, path, action, privilege=None, **data):
-        return self._call("put", path, action, privilege, data)
+    def put(self, resource, action, privilege=None, **data):
+        return self._call("put", resource, action, privilege, data)
 
-    def post(self, path, action, privilege=None, **data):
-        return self._call("post", path, action, privilege, data)
+    def post(self, resource, action, privilege=None, **data):
+        return self._call("post", resource, action, privilege, data)
 
 
 def connect(module):

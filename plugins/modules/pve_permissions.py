@@ -24,8 +24,8 @@ author:
 options:
   privileges:
     description:
-      - The privileges each ACL path must grant, such as C({"/vms/2017": [VM.Audit, VM.Config.Memory],
-        "/nodes/pve1": [Sys.Audit]}).
+      - "The privileges each ACL path must grant: a mapping of path to a list of privilege names, such as
+        C(/vms/2017: [VM.Audit, VM.Config.Memory]) and C(/nodes/node1: [Sys.Audit])."
     type: dict
     required: true
   fail_on_missing:
@@ -51,7 +51,7 @@ EXAMPLES = r"""
   enva.pve.pve_permissions:
     privileges:
       /vms/2017: [VM.Audit, VM.Config.Memory]
-      /nodes/pve1: [Sys.Audit]
+      /nodes/node1: [Sys.Audit]
   delegate_to: localhost
   run_once: true
 """
@@ -61,7 +61,7 @@ permissions:
   description: The privileges held on each path asked for.
   returned: always
   type: dict
-  sample: {"/vms/2017": [VM.Audit, VM.Config.Memory], "/nodes/pve1": [Sys.Audit]}
+  sample: {"/vms/2017": [VM.Audit, VM.Config.Memory], "/nodes/node1": [Sys.Audit]}
 missing:
   description: The privileges missing on each path (empty when none is).
   returned: always
@@ -85,7 +85,7 @@ def missing_privileges(wanted, held):
 def missing_message(who, missing, user):
     """What to tell the operator: every missing privilege, and the pveum line that grants it."""
     parts = ["%s on %s" % (", ".join(privileges), path) for path, privileges in sorted(missing.items())]
-    text = "The PVE API %s lacks %s (GET /access/permissions)." % (who, "; ".join(parts))
+    text = "The %s lacks %s (PVE: GET /access/permissions)." % (who, "; ".join(parts))
     if "!" in user:
         username = user.split("!", 1)[0]
         text += (" A privilege-separated token holds only what both it and its user are granted: grant both, e.g."
@@ -120,7 +120,7 @@ def main():
     if module.params.get("api_token_id"):
         user += "!%s" % module.params["api_token_id"]
     if missing and module.params["fail_on_missing"]:
-        who = ("API token %s" % user) if "!" in user else ("user %s" % user)
+        who = ("PVE API token %s" % user) if "!" in user else ("PVE user %s" % user)
         module.fail_json(msg=missing_message(who, missing, user), **result)
     module.exit_json(**result)
 
