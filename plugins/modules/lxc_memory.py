@@ -127,6 +127,15 @@ node:
   returned: always
   type: str
   sample: node1
+ct:
+  description:
+    - The CT's hostname and network interfaces from its PVE config (C(netN)), each with C(key), C(name),
+      C(hwaddr), C(bridge), C(ip) (as configured, C(dhcp) or C(ADDR/PREFIX)) and C(address) (the static
+      address without prefix, null for DHCP).
+  returned: always
+  type: dict
+  sample: {hostname: haproxy, interfaces: [{key: net0, name: eth0, hwaddr: "BC:24:11:5E:0A:17", bridge: vmbr0,
+           ip: 192.0.2.17/24, address: 192.0.2.17}]}
 status:
   description: Whether the CT runs (C(running)) or not (C(stopped)).
   returned: always
@@ -169,7 +178,8 @@ pending:
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib, parse_mib
 from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
-from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import DEFAULT_MIB, MINIMUM_MIB
+from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import (
+    DEFAULT_MIB, MINIMUM_MIB, parse_property_string)
 
 KEYS = ("memory", "swap")
 PRIVILEGE = "VM.Config.Memory"
@@ -199,6 +209,19 @@ def wanted_sizes(params):
 def config_sizes(config):
     """``{memory, swap}`` in MiB of a config as GET returns it (PVE's defaults where absent)."""
     return {key: int(config.get(key, DEFAULT_MIB[key])) for key in KEYS}
+
+
+def ct_identity(config):
+    """The CT's hostname and network interfaces as its PVE config has them (what a play checks it is
+    connected to the right CT by, and the address it asks the CT's DNS at)."""
+    interfaces = []
+    for key in sorted((key for key in config if key.startswith("net") and key[3:].isdigit()), key=lambda k: int(k[3:])):
+        props = parse_property_string(str(config[key]))
+        ip = props.get("ip") or ""
+        interfaces.append({"key": key, "name": props.get("name"), "hwaddr": props.get("hwaddr"),
+                           "bridge": props.get("bridge"), "ip": ip,
+                           "address": ip.split("/")[0] if ip and ip not in ("dhcp", "manual") else None})
+    return {"hostname": config.get("hostname"), "interfaces": interfaces}
 
 
 def config_lines(sizes):
@@ -268,7 +291,8 @@ def run(module, api):
     status = api.get(base + "/status/current", "read status/current of %s" % where)
     running = status.get("status") == "running"
     result = {"vmid": vmid, "node": node, "status": status.get("status"), "before": before, "after": after,
-              "changes": changes, "digest": config["digest"], "live": None, "pending": {}, "changed": bool(changes)}
+              "changes": changes, "digest": config["digest"], "live": None, "pending": {}, "changed": bool(changes),
+              "ct": ct_identity(config)}
     if running:
         result["live"] = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
                           "mem": bytes_to_mib(status.get("mem"))}

@@ -252,3 +252,10 @@ def test_missing_proxmoxer_says_so(lab, monkeypatch):
 ])
 def test_option_rules(lab, args, expected):
     assert expected in failed(lab, **args)
+
+
+def test_the_cts_identity_from_its_config(lab):
+    lab.lab.add_ct(2017, hostname="haproxy", memory=1024)
+    ct = ok(lab, vmid=2017, memory=1024)["ct"]
+    assert ct["hostname"] == "haproxy"
+    assert [(item["key"], item["name"], item["address"]) for item in ct["interfaces"]] == [("net0", "eth0", "10.217.0.27")]
