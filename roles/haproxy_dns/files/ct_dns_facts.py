@@ -13,7 +13,11 @@ Standard library only (Python 3.9+). Prints one JSON object:
 - ``haproxy_names``: the host names HAProxy's config resolves (``server NAME HOST:PORT`` and
   ``server-template`` lines, IP addresses left out), with --haproxy-config;
 - ``resolved``: for each --resolve NAME, the IPv4 addresses the CT's own resolver
-  (getaddrinfo, i.e. /etc/resolv.conf) gives, or the error.
+  (getaddrinfo, i.e. /etc/resolv.conf) gives, or the error;
+- ``identity``: the CT's host name and the MAC addresses of its interfaces (what the play checks
+  against the CT's PVE config, so it never changes another CT than the one it was told);
+- ``upstreams``: for each --probe ADDR:PORT, whether a name server answers there (any DNS answer,
+  even REFUSED, within 2 s, one query over UDP from this CT).
 """
 
 import argparse
@@ -22,6 +26,7 @@ import json
 import os
 import re
 import socket
+import struct
 
 STATES_LISTEN = {"udp": None, "tcp": "0A"}     # TCP: only LISTEN sockets; UDP: every bound socket
 
@@ -146,6 +151,44 @@ def resolve(name):
     return {"name": name, "addresses": sorted({info[4][0] for info in infos}), "error": None}
 
 
+def identity():
+    """The host name and the MAC addresses (upper case) of every interface but loopback."""
+    hwaddrs = []
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            with open("/sys/class/net/%s/address" % name) as handle:
+                address = handle.read().strip().upper()
+        except OSError:
+            continue
+        if address and address != "00:00:00:00:00:00":
+            hwaddrs.append({"name": name, "hwaddr": address})
+    return {"hostname": socket.gethostname(), "interfaces": hwaddrs}
+
+
+def probe(target, timeout=2.0):
+    """Whether a DNS server answers at ``ADDR:PORT`` (``[v6]:PORT`` too): one query for ``. NS``."""
+    host, _sep, port = target.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    query_id = int.from_bytes(os.urandom(2), "big")
+    query = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + b"\x00\x00\x02\x00\x01"
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect((host, int(port)))       # connected: an ICMP refusal fails at once
+            sock.send(query)
+            while True:
+                data = sock.recv(4096)
+                if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == query_id and data[2] & 0x80:
+                    return {"upstream": target, "answered": True, "rcode": data[3] & 0x0F, "error": None}
+    except (OSError, ValueError) as error:
+        return {"upstream": target, "answered": False, "rcode": None, "error": str(error) or type(error).__name__}
+
+
 def describe(listeners):
     """One line: who answers on the port, e.g. ``socat [dns-forwarder.service] on udp 0.0.0.0:53``."""
     groups = {}
@@ -164,6 +207,7 @@ def main():
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--haproxy-config")
     parser.add_argument("--resolve", action="append", default=[], metavar="NAME")
+    parser.add_argument("--probe", action="append", default=[], metavar="ADDR:PORT")
     args = parser.parse_args()
     owners = socket_owners()
     listeners = []
@@ -175,7 +219,8 @@ def main():
     result = {"listeners": listeners, "forwarder": describe(listeners), "processes": process_counts(),
               "nameservers": nameservers(),
               "haproxy_names": haproxy_names(args.haproxy_config) if args.haproxy_config else [],
-              "resolved": [resolve(name) for name in args.resolve]}
+              "resolved": [resolve(name) for name in args.resolve], "identity": identity(),
+              "upstreams": [probe(target) for target in args.probe]}
     print(json.dumps(result, sort_keys=True))
 
 
