@@ -113,3 +113,9 @@ def test_token_add_as_json_and_permissions(labdir, capsys):
     assert answer["full-tokenid"] == "enva@pve!ro" and answer["info"] == {"privsep": "1"}
     assert pveum.main(["user", "permissions", "enva@pve", "--path", "/vms/2017"]) == 0
     assert json.loads(capsys.readouterr().out) == {"/vms/2017": {}}
+
+
+def test_token_permissions_as_the_readme_checks_them(labdir, capsys):
+    run(NEW_RECIPE, capsys)
+    assert pveum.main(["user", "token", "permissions", "enva@pve", "ansible", "--path", "/vms/2017"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"/vms/2017": {"VM.Audit": 1, "VM.Config.Memory": 1}}

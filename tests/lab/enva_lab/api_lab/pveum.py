@@ -5,7 +5,8 @@
     pveum user token add USER@REALM TOKEN [--privsep 0|1] [--comment TEXT] [--output-format text|json]
     pveum acl modify PATH --roles ROLE[,ROLE] [--users U,...] [--tokens T,...] [--propagate 0|1]
     pveum acl list [--output-format text|json]
-    pveum user permissions USERID|TOKENID [--path PATH] [--output-format json]
+    pveum user permissions USERID|TOKENID [--path PATH]
+    pveum user token permissions USER@REALM TOKEN [--path PATH]
 
 It edits ``<labdir>/api/credentials.json`` (``$ENVA_LAB_DIR``, default /var/lib/enva-lab) under the same
 lock the server takes; the running server reads the file again when it changes. Errors are PVE's words,
@@ -150,7 +151,13 @@ def _parser():
     perms.add_argument("userid")
     perms.add_argument("--path", default="/")
     perms.add_argument("--output-format", choices=("text", "json", "json-pretty"), default="text")
-    token = user.add_parser("token").add_subparsers(dest="token_action", required=True).add_parser("add")
+    tokens = user.add_parser("token").add_subparsers(dest="token_action", required=True)
+    token_perms = tokens.add_parser("permissions")
+    token_perms.add_argument("userid")
+    token_perms.add_argument("tokenid")
+    token_perms.add_argument("--path", default="/")
+    token_perms.add_argument("--output-format", choices=("text", "json", "json-pretty"), default="text")
+    token = tokens.add_parser("add")
     token.add_argument("userid")
     token.add_argument("tokenid")
     token.add_argument("--privsep", choices=("0", "1"), default="1")
@@ -190,9 +197,9 @@ def main(argv=None):
             if args.group == "acl" and args.action == "list":
                 _print(acl_rows(data), args.output_format, ["path", "type", "ugid", "roleid", "propagate"])
                 return 0
-            if args.group == "user" and args.action == "permissions":
-                access = Access(data, "-")
-                held = sorted(access.privileges(args.userid, args.path))
+            if args.group == "user" and "permissions" in (args.action, getattr(args, "token_action", None)):
+                who = args.userid if args.action == "permissions" else "%s!%s" % (args.userid, args.tokenid)
+                held = sorted(Access(data, "-").privileges(who, args.path))
                 _print({args.path: {privilege: 1 for privilege in held}}, "json", [])
                 return 0
             handler = {("role", "add"): role_add, ("user", "add"): user_add, ("user", "token"): token_add,
