@@ -281,11 +281,14 @@ def start(layout, vmid, log=print, timeout=120):
         write_lxc_config(layout, vmid)
         if uses_systemd():
             ensure_unit(layout)
+            Path("/run/pve").mkdir(mode=0o750, exist_ok=True)     # the unit's stderr file lives there
             host.run(["systemctl", "reset-failed", unit_name(vmid)], check=False)
             host.run(["systemctl", "start", unit_name(vmid)], what="systemctl start %s" % unit_name(vmid))
         else:
             procs.spawn(procs.lab_command("_supervise", "--labdir", layout.root, vmid),
                         supervisor_pidfile(layout, vmid), layout.log / ("supervisor-%d.log" % vmid))
+    if settings.on_vm_node():
+        timeout *= 5                      # TCG: a CT's boot takes minutes there when the host is busy
     deadline = time.monotonic() + timeout
     while lxc_info(layout, vmid)[0] != "running":
         if not supervised(layout, vmid) or time.monotonic() > deadline:

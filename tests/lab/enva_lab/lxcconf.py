@@ -74,6 +74,10 @@ def render(vmid, config, host, lower, delta):
         "lxc.cgroup.dir.container.inner = ns",
     ]
     lines += cgroup_lines(config, host)
+    if host.cgroup == 2:
+        # A node confines CTs with AppArmor as PVE does; PVE's ``features: nesting=1`` (the default for new CTs
+        # since PVE 7.2) is what lets a Debian 12 CT's systemd sandbox its services (else 226/NAMESPACE)
+        lines += ["lxc.apparmor.profile = generated", "lxc.apparmor.allow_nesting = 1"]
     lines += [
         "lxc.rootfs.path = overlay:%s:%s" % (lower, delta),
         "lxc.net.0.type = veth",

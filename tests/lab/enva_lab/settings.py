@@ -72,7 +72,12 @@ class Layout:
 
     @property
     def lxcpath(self):
-        """LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc."""
+        """LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc.
+
+        On a VM node it is LXC's default, /var/lib/lxc (a link to the lab's), as pve-container@.service
+        runs ``lxc-start -F -n VMID`` without ``-P``, and LXC finds a running CT by the path it was started with."""
+        if on_vm_node() and self.root == Path("/var/lib/enva-lab"):
+            return Path("/var/lib/lxc")
         return self.root / "lxc"
 
     def lxc_config(self, vmid):

@@ -25,7 +25,8 @@ from enva_lab.settings import Layout
 
 MIRROR = "http://deb.debian.org/debian"
 NODE_PACKAGES = (
-    "linux-image-cloud-amd64", "systemd-sysv", "udev", "initramfs-tools", "dbus", "lxc", "openssh-server",
+    "linux-image-cloud-amd64", "systemd-sysv", "udev", "initramfs-tools", "dbus", "lxc", "lxc-templates",
+    "openssh-server",
     "python3", "python3-yaml", "iproute2", "ifupdown", "isc-dhcp-client", "unbound", "socat", "procps",
     "debootstrap", "openssl", "kmod", "ca-certificates", "netbase", "e2fsprogs", "apparmor", "less",
 )
@@ -63,7 +64,7 @@ RuntimeDirectoryPreserve=yes
 def recipe():
     """What the cached image is made of; an image from another recipe is rebuilt."""
     return {"release": settings.RELEASE, "packages": list(NODE_PACKAGES), "size": IMAGE_SIZE, "masked": list(MASKED),
-            "unit": PVE_CONTAINER_UNIT, "ct_rootfs": rootfs.recipe(), "version": 3}
+            "unit": PVE_CONTAINER_UNIT, "ct_rootfs": rootfs.recipe(), "version": 4}
 
 
 class Paths:
@@ -141,6 +142,7 @@ def configure(root, authorized_key):
            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
     _write(root, "etc/systemd/journald.conf.d/enva-lab.conf", "[Journal]\nStorage=volatile\nRateLimitBurst=0\n")
     _write(root, "lib/systemd/system/pve-container@.service", PVE_CONTAINER_UNIT)
+    _write(root, "usr/lib/tmpfiles.d/pve-container.conf", "d /run/pve 0750 root root -\n")
     _write(root, "etc/sysctl.d/50-pid-max.conf", "kernel.pid_max = %d\n" % settings.PVE_PID_MAX)
     # PVE's paths, backed by the lab's directory: /etc/pve/lxc/VMID.conf and LXC's default lxcpath
     _symlink(root, "etc/pve", "/var/lib/enva-lab/etc/pve")
