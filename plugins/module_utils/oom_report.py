@@ -32,6 +32,14 @@ MAX_VICTIMS = 100
 """Victims listed per incident (all are counted in ``victims_by_name``)."""
 TOP_PROCESSES = 10
 """Commands listed per incident from its task dump."""
+STALL_HIGH_EVENTS = 1000
+"""cgroup v2 ``memory.events`` high at least this many times (since the CT started) is a stall at memory.high ..."""
+STALL_NEAR_HIGH = 0.95
+"""... and so is usage at this share of memory.high or more ..."""
+STALL_PSI_FULL_AVG10 = 10.0
+"""... with PSI ``full avg10`` at least this (percent of the last 10 s all the CT's tasks stalled on memory) ..."""
+STALL_PSI_SOME_AVG10 = 20.0
+"""... or ``some avg10`` at least this."""
 
 
 def _thousands(number):
@@ -148,7 +156,61 @@ def _dump_cause(incidents):
     return text, False
 
 
-def verdict(incidents, counters, census):
+def _avg(pressure, line, key):
+    value = ((pressure or {}).get(line) or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def memory_high_stall(vmid, counters, census=None):
+    """The CT stuck at ``memory.high`` (cgroup v2): an incident of its own kind, which leaves no kernel line.
+
+    Under memory.high the kernel does not kill: it reclaims and throttles every allocation, so a CT
+    filled by a fork storm stops answering while ``memory.events`` high (and max) climb, PSI shows its
+    tasks stalled, and the kernel log says nothing. Returns None, or ``{"kind": "memory_high_stall",
+    "ongoing", "high_events", "max_events", "oom_events", "oom_kills", "usage_bytes", "high_bytes",
+    "limit_bytes", "usage_pct_of_high", "pressure", "filled_by", "reason"}``. ``ongoing``: usage is at
+    memory.high with PSI high now; otherwise the high events say it happened since the CT started.
+    """
+    if not counters or counters.get("cgroup_version") != 2 or not counters.get("high_bytes"):
+        return None
+    high_events = counters.get("high_events") or 0
+    usage, high = counters.get("usage_bytes"), counters["high_bytes"]
+    pressure = counters.get("pressure") or {}
+    some10, full10 = _avg(pressure, "some", "avg10"), _avg(pressure, "full", "avg10")
+    near = usage is not None and usage >= STALL_NEAR_HIGH * high
+    ongoing = near and ((full10 or 0) >= STALL_PSI_FULL_AVG10 or (some10 or 0) >= STALL_PSI_SOME_AVG10)
+    if not ongoing and high_events < STALL_HIGH_EVENTS:
+        return None
+    max_events, oom_kills = counters.get("limit_hits") or 0, counters.get("oom_kills") or 0
+    filled_by = None
+    if census and census.get("by_command"):
+        top = census["by_command"][0]
+        filled_by = {"name": top["name"], "count": top["count"], "rss_kb": top["rss_kb"]}
+    pct = round(100.0 * usage / high, 1) if usage is not None else None
+    reason = "CT %d %s at memory.high (%s MiB): the kernel throttled it %s times (memory.events high) and " \
+        "it hit memory.max %s times with %s OOM kill(s)" % (
+            vmid, "is stuck" if ongoing else "was stuck", _thousands(high // MIB), _thousands(high_events),
+            _thousands(max_events), _thousands(oom_kills))
+    if usage is not None:
+        reason += "; it uses %s MiB now (%s%% of memory.high)" % (_thousands(usage // MIB), pct)
+    if full10 is not None or some10 is not None:
+        reason += "; PSI full avg10 %s%%, some avg10 %s%%" % (full10, some10)
+    if filled_by:
+        reason += "; %s fills it: %s process(es), %s MiB RSS" % (
+            filled_by["name"], _thousands(filled_by["count"]), _thousands(filled_by["rss_kb"] // 1024))
+    reason += ". No kernel line records a stall: the CT answers little or nothing while it lasts."
+    return {
+        "kind": "memory_high_stall", "ongoing": bool(ongoing), "high_events": high_events,
+        "max_events": max_events, "oom_events": counters.get("oom_events") or 0, "oom_kills": oom_kills,
+        "usage_bytes": usage, "high_bytes": high, "limit_bytes": counters.get("limit_bytes"),
+        "usage_pct_of_high": pct, "pressure": {"some_avg10": some10, "full_avg10": full10,
+                                               "some_avg60": _avg(pressure, "some", "avg60"),
+                                               "full_avg60": _avg(pressure, "full", "avg60")},
+        "filled_by": filled_by, "reason": reason,
+    }
+
+
+def verdict(incidents, counters, census, vmid=0):
     """``{"oom_killed", "oom_kills", "likely_cause", "fork_storm", "headroom_pct", ...}`` for one CT."""
     kills_in_log = sum(incident["victims_total"] for incident in incidents)
     counted = (counters or {}).get("oom_kills") or 0
@@ -172,6 +234,9 @@ def verdict(incidents, counters, census):
     if not incidents and counted and cause is None:
         cause = ("the kernel counted %s OOM kill(s) in this CT's cgroup, but no OOM report for it is in the "
                  "kernel log read (rotated, or the ring buffer wrapped)" % _thousands(counted))
+    stall = memory_high_stall(vmid, counters, census)
+    if stall and not incidents and not counted:
+        cause = stall["reason"] if cause is None else "%s; %s" % (cause, stall["reason"])
     return {
         "oom_killed": bool(incidents) or counted > 0,
         "incidents": len(incidents),
@@ -180,6 +245,8 @@ def verdict(incidents, counters, census):
         "likely_cause": cause,
         "fork_storm": storm,
         "headroom_pct": headroom_pct(counters),
+        "memory_high_stall": stall is not None,
+        "stall": stall,
     }
 
 
@@ -239,6 +306,14 @@ def recommend(vmid, the_verdict, counters, config, incidents):
             text += (" More memory does not cure the fork storm: each new client adds a process, so memory only "
                      "buys time; replace the forking process (for socat UDP forwarders: enva.pve.dns_relay).")
         return target, text
+    if the_verdict.get("memory_high_stall"):
+        target = max(2 * limit_mb, _round_up((peak_mb or limit_mb) * (1 + HEADROOM_TARGET)))
+        text = ("CT %d was not OOM-killed but stalled at memory.high, its %s MiB limit all used: raise to %s MiB."
+                % (vmid, _thousands(limit_mb), _thousands(target)))
+        if the_verdict["fork_storm"] or (the_verdict["stall"].get("filled_by") or {}).get("count", 0) >= 100:
+            text += (" More memory does not cure a fork storm: each new client adds a process; replace the "
+                     "forking process (for socat UDP forwarders: enva.pve.dns_relay).")
+        return target, text
     headroom = the_verdict["headroom_pct"]
     if headroom is not None and headroom < HEADROOM_LOW_PCT and peak_mb is not None:
         target = max(limit_mb, _round_up(peak_mb * (1 + HEADROOM_TARGET)))
@@ -267,7 +342,7 @@ def ct_report(vmid, events, lifecycle, network, counters=None, census=None, conf
                 following_start = min(epochs)
                 break
         incidents.append(build_incident(group, lifecycle, network, following_start))
-    the_verdict = verdict(incidents, counters, census)
+    the_verdict = verdict(incidents, counters, census, vmid)
     memory_mb, reasoning = recommend(vmid, the_verdict, counters, config, incidents)
     return {
         "vmid": vmid,
@@ -279,6 +354,7 @@ def ct_report(vmid, events, lifecycle, network, counters=None, census=None, conf
         "network": network,
         "counters": counters,
         "census": census,
+        "stall": the_verdict["stall"],
         "verdict": the_verdict,
         "recommended_memory_mb": memory_mb,
         "recommendation": reasoning,

@@ -35,13 +35,14 @@ CHART_CTS = 40
 """CTs drawn in the headroom chart (the highest ranked); the table lists all."""
 TIMELINE_CTS = 25
 """CT rows of the incident timeline (those with incidents, highest ranked first)."""
-SEVERITY_ORDER = ("oom", "fork_storm", "low_headroom", "pressure", "drift", "no_evidence", "ok")
+SEVERITY_ORDER = ("oom", "high_stall", "fork_storm", "low_headroom", "pressure", "drift", "no_evidence", "ok")
 SEVERITY_LABEL = {
-    "oom": "OOM-killed", "fork_storm": "fork storm", "low_headroom": "low headroom", "pressure": "memory stalls",
-    "drift": "drift", "no_evidence": "no evidence", "ok": "ok",
+    "oom": "OOM-killed", "high_stall": "at risk: stuck at memory.high", "fork_storm": "fork storm",
+    "low_headroom": "low headroom", "pressure": "memory stalls", "drift": "drift", "no_evidence": "no evidence",
+    "ok": "ok",
 }
 COLORS = {
-    "oom": "#c0392b", "fork_storm": "#d35400", "low_headroom": "#b7950b", "pressure": "#8e44ad",
+    "oom": "#c0392b", "high_stall": "#e74c3c", "fork_storm": "#d35400", "low_headroom": "#b7950b", "pressure": "#8e44ad",
     "drift": "#2471a3", "no_evidence": "#7f8c8d", "ok": "#1e8449",
 }
 
@@ -258,6 +259,8 @@ def _score(entry):
     score = 0.0
     if oom["killed"]:
         score += 10000 + 500 * min(oom["incidents"], 10) + min(oom["kills_in_log"] + oom["kills_counted"], 1000)
+    if entry.get("stall"):
+        score += 7000
     if entry["fork_storm"]["present"]:
         score += 5000
     headroom = entry["headroom_pct"]
@@ -273,6 +276,8 @@ def _score(entry):
 def _severity(entry):
     if entry["oom"]["killed"]:
         return "oom"
+    if entry.get("stall"):
+        return "high_stall"
     if entry["fork_storm"]["present"]:
         return "fork_storm"
     if entry["recommendation"]["action"] == "raise":
@@ -297,7 +302,7 @@ def ct_entry(vmid, resource, by_node, declared_cts):
     census = report.get("census")
     incidents_raw = [incident for _node, incident in incident_pairs]
     if evidence_node is not None:
-        the_verdict = oom_report.verdict(incidents_raw, counters, census)
+        the_verdict = oom_report.verdict(incidents_raw, counters, census, int(vmid))
         recommended, reasoning = oom_report.recommend(int(vmid), the_verdict, counters, config or None, incidents_raw)
     else:
         the_verdict = {"oom_killed": False, "incidents": 0, "oom_kills_in_log": 0, "oom_kills_counted": 0,
@@ -354,6 +359,7 @@ def ct_entry(vmid, resource, by_node, declared_cts):
         "incidents": incidents,
         "fork_storm": fork_storm,
         "pressure": _pressure(counters),
+        "stall": the_verdict.get("stall"),
         "processes": (census or {}).get("processes"),
         "recommendation": _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node),
         "drift": _drift(declared_cts, vmid, memory_mb, swap_mb),
@@ -569,6 +575,8 @@ def render_markdown(report, max_rows=None):
                 "; %s %s s later" % (incident["stop"]["event"], incident["stop"]["seconds_after_oom"])
                 if incident["stop"] else "",
                 "; started again %s" % incident["next_start"]["time"] if incident["next_start"] else ""))
+        if entry.get("stall"):
+            lines.append("- At risk, stuck at memory.high: %s" % entry["stall"]["reason"])
         if entry["fork_storm"]["present"] and entry["fork_storm"]["reason"]:
             lines.append("- Fork storm: %s" % entry["fork_storm"]["reason"])
         if entry["pressure"] and entry["pressure"]["stalling"]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enva_lab import cli, host, journal
+from enva_lab import cgroup2, cli, host, journal
 from enva_lab.settings import Layout
 
 LABCTL = Path(__file__).resolve().parents[2] / "lab" / "labctl"
@@ -34,9 +34,11 @@ def test_not_root_is_one_line_that_says_to_run_as_root(command, tmp_path):
 def test_no_memory_cgroup_is_named(monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(host, "memory_cgroup_v1", lambda: False)
+    monkeypatch.setattr(cgroup2, "available", lambda base=None: False)
     assert cli.main(["status"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("labctl: no cgroup v1 memory controller at /sys/fs/cgroup/memory") and err.count("\n") == 1
+    assert err.startswith("labctl: no memory controller: neither cgroup v1 at /sys/fs/cgroup/memory nor cgroup v2")
+    assert err.count("\n") == 1
 
 
 def test_missing_lxc_is_named_with_the_package_to_install(monkeypatch, capsys):

@@ -9,6 +9,9 @@ from enva_lab.errors import LabError
 
 REPRODUCE_QPS = 2000
 REPRODUCE_MAX_SECONDS = 120
+REPRODUCE_QPS_NODE = 100           # a VM node under TCG: socat forks about 4 children a second there
+REPRODUCE_MAX_SECONDS_NODE = 600
+REPRODUCE_STALL_SECONDS = 60
 
 
 def _parser():
@@ -37,22 +40,73 @@ def _parser():
     fl.add_argument("--seconds", type=float, required=True, help="how long (at most 900)")
     fl.add_argument("--max-open", type=int, default=4096, help="unanswered queries kept open at most (default 4096)")
     fl.add_argument("--json", action="store_true", help="a JSON summary at the end")
-    rep = sub.add_parser("reproduce", help="flood CT 2017 as found until the kernel OOM-kills inside /lxc/2017")
-    rep.add_argument("--qps", type=int, default=REPRODUCE_QPS, help="queries per second (default %d)" % REPRODUCE_QPS)
-    rep.add_argument("--max-seconds", type=float, default=REPRODUCE_MAX_SECONDS,
-                     help="give up after this long (default %d)" % REPRODUCE_MAX_SECONDS)
+    rep = sub.add_parser("reproduce", help="flood CT 2017 as found until the kernel OOM-kills inside /lxc/2017 "
+                         "(on cgroup v2: or it stalls at memory.high)")
+    rep.add_argument("--qps", type=int, default=None, help="queries per second (default %d; %d on a cgroup v2 "
+                     "VM node, where TCG forks socat about 4 times a second)" % (REPRODUCE_QPS, REPRODUCE_QPS_NODE))
+    rep.add_argument("--max-seconds", type=float, default=None,
+                     help="give up after this long (default %d; %d on a VM node)" % (REPRODUCE_MAX_SECONDS,
+                                                                                   REPRODUCE_MAX_SECONDS_NODE))
+    rep.add_argument("--stall-seconds", type=float, default=REPRODUCE_STALL_SECONDS,
+                     help="on cgroup v2, stop once the CT has been stuck at memory.high (no answer, high events "
+                     "rising) this long (default %d; 0: wait for the OOM)" % REPRODUCE_STALL_SECONDS)
     rep.add_argument("--json", action="store_true", help="a JSON summary at the end")
     jo = sub.add_parser("journal", help="the CT's lifecycle journal, as journalctl -u pve-container@VMID prints it")
     jo.add_argument("vmid", type=int)
     jo.add_argument("-o", "--output", default="short",
                     choices=("short", "short-precise", "short-iso", "short-iso-precise", "json"))
     jo.add_argument("--json", action="store_true", help="the same as -o json")
+    _vm_parser(sub)
     supervise = sub.add_parser("_supervise")       # internal: the CT's pve-container@VMID "service"
     supervise.add_argument("--labdir", required=True)
     supervise.add_argument("vmid", type=int)
     follow = sub.add_parser("_kmsg")               # internal: the kernel log follower
     follow.add_argument("--labdir", required=True)
     return parser
+
+
+def _vm_parser(sub):
+    vm = sub.add_parser("vm", help="PVE-shaped nodes as qemu VMs (cgroup v2, systemd, pve-container@VMID)")
+    vmsub = vm.add_subparsers(dest="vm_command", required=True, metavar="VM_COMMAND")
+    vmsub.add_parser("build", help="build the node image (once; cached in /var/cache/enva-lab/node)")
+    for name, text in (("up", "boot a node (building the image when needed) and wait for SSH"),
+                       ("down", "stop a node (all with no name) by PID and remove its state"),
+                       ("push", "copy this checkout's tests/lab to the node's /opt/enva")):
+        command = vmsub.add_parser(name, help=text)
+        command.add_argument("name", nargs="?", default=None if name == "down" else "pve1")
+    st = vmsub.add_parser("status", help="the image and the nodes")
+    st.add_argument("--json", action="store_true")
+    ssh = vmsub.add_parser("ssh", help="a command on a node as root: labctl vm ssh pve1 -- labctl status")
+    ssh.add_argument("name")
+    ssh.add_argument("argv", nargs=argparse.REMAINDER)
+
+
+def _vm_main(args):
+    from enva_lab import vmimage, vmnode    # pylint: disable=import-outside-toplevel
+    nodes = vmnode.Nodes(out=lambda line: print(line, flush=True))
+    if args.vm_command == "build":
+        seconds = vmimage.build(nodes.paths, nodes.out)
+        print("node image: %s (%s)" % ("built in %.0f s" % seconds if seconds else "cached", nodes.paths.node))
+    elif args.vm_command == "up":
+        nodes.up(args.name)
+    elif args.vm_command == "down":
+        nodes.down(args.name)
+    elif args.vm_command == "push":
+        nodes.push(args.name)
+    elif args.vm_command == "status":
+        status = nodes.status()
+        if args.json:
+            print(json.dumps(status, indent=1))
+        else:
+            print("image %s: %s%s" % (status["image"], "built" if status["image_current"] else "not built",
+                                      " (kernel %s)" % status["kernel"] if status["kernel"] else ""))
+            for node in status["nodes"]:
+                print("node %s: %s, %s, ssh %s, api %s, booted in %s s" % (
+                    node["name"], "running pid %d" % node["pid"] if node["running"] else "not running",
+                    (node["accel"] or "?").upper(), node["ssh"], node["api"], node["boot_seconds"]))
+    elif args.vm_command == "ssh":
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        nodes.exec(args.name, command)
 
 
 def _print_status(status):
@@ -69,6 +123,9 @@ def _print_status(status):
     print("api %s: %s" % (api["url"], "pid %d" % api["pid"] if api["pid"] else "not running"))
     print("kernel log %s: %s" % (status["kernel_log"]["path"], "follower pid %d" % status["kernel_log"]["pid"]
                                  if status["kernel_log"]["pid"] else "no follower"))
+    backend = status.get("backend") or {}
+    print("backend: %s, CTs run by %s%s" % (backend.get("cgroup"), backend.get("supervisor"),
+                                            " (a VM node)" if backend.get("vm_node") else ""))
     print("%-5s %-9s %-8s %-13s %9s %10s %10s %8s %4s %6s %6s" % (
         "VMID", "HOSTNAME", "STATE", "IP", "LIMIT", "USAGE", "PEAK", "FAILCNT", "OOM", "PROCS", "SOCAT"))
     for item in status["cts"]:
@@ -78,13 +135,23 @@ def _print_status(status):
             lab._mib(memory.get("limit_bytes")) if memory else "-", lab._mib(memory.get("usage_bytes")) if memory else "-",
             lab._mib(memory.get("peak_bytes")) if memory else "-", memory.get("failcnt", "-"),
             memory.get("oom_kill", "-"), item["processes"], item["socat"]))
+        if memory.get("version") == "v2":
+            events, pressure = memory.get("events") or {}, memory.get("pressure") or {}
+            print("      v2 /lxc/%d: memory.current %s, high %s, max %s; memory.events high %s max %s oom %s "
+                  "oom_kill %s; PSI some avg10 %s%% full avg10 %s%%" % (
+                      item["vmid"], lab._mib(memory.get("usage_bytes")), lab._mib(memory.get("high_bytes")),
+                      lab._mib(memory.get("limit_bytes")), events.get("high", 0), events.get("max", 0),
+                      events.get("oom", 0), events.get("oom_kill", 0), pressure.get("some", {}).get("avg10"),
+                      pressure.get("full", {}).get("avg10")))
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     the_lab = lab.Lab(out=lambda line: print(line, flush=True))
     try:
-        if args.command == "up":
+        if args.command == "vm":
+            _vm_main(args)
+        elif args.command == "up":
             the_lab.up(args.cts)
         elif args.command == "down":
             the_lab.down(purge=args.purge)
@@ -111,10 +178,13 @@ def main(argv=None):
             if args.json:
                 print(json.dumps(summary, indent=1))
         elif args.command == "reproduce":
-            result = the_lab.reproduce(args.qps, args.max_seconds)
+            node = settings.on_vm_node()
+            qps = args.qps or (REPRODUCE_QPS_NODE if node else REPRODUCE_QPS)
+            seconds = args.max_seconds or (REPRODUCE_MAX_SECONDS_NODE if node else REPRODUCE_MAX_SECONDS)
+            result = the_lab.reproduce(qps, seconds, stall_hold=args.stall_seconds or None)
             if args.json:
                 print(json.dumps(result, indent=1))
-            return 0 if result["oom"] else 1
+            return 0 if result["oom"] or result["stall"] else 1
         elif args.command == "journal":
             sys.stdout.write(the_lab.journal_text(args.vmid, "json" if args.json else args.output))
         elif args.command == "_supervise":

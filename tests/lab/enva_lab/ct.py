@@ -9,6 +9,7 @@ lab's journal. ``start``/``stop`` are what ``labctl start|stop VMID`` and the PV
 ``status/start``/``status/stop`` call.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils import pve_ct_config
 
@@ -172,10 +174,72 @@ def supervisor_pidfile(layout, vmid):
     return layout.pidfile("ct-%d" % vmid)
 
 
+# -- on a systemd host (a VM node, PVE): CTs run as pve-container@VMID.service, logged by journald ----------
+
+RUNTIME_UNIT = Path("/run/systemd/system/pve-container@.service")
+SHIPPED_UNITS = (Path("/lib/systemd/system/pve-container@.service"), Path("/etc/systemd/system/pve-container@.service"))
+
+
+def uses_systemd():
+    """CTs are started by systemd (``pve-container@VMID.service``) on a cgroup v2 host with systemd as PID 1;
+    elsewhere (this kind of v1 host without systemd) by the lab's supervisor."""
+    return Path("/run/systemd/system").is_dir() and host.cgroup_backend() == "cgroup-v2"
+
+
+def unit_name(vmid):
+    return "pve-container@%d.service" % vmid
+
+
+def ensure_unit(layout):
+    """A node ships pve-container@.service (ExecStart=/usr/bin/lxc-start -F -n %i); another systemd host
+    gets the same unit at runtime, with the lab's lxcpath."""
+    if any(path.exists() for path in SHIPPED_UNITS):
+        return
+    from enva_lab import vmimage         # pylint: disable=import-outside-toplevel
+    text = vmimage.PVE_CONTAINER_UNIT.replace("-n %i", "-n %%i -P %s" % layout.lxcpath)
+    if not RUNTIME_UNIT.exists() or RUNTIME_UNIT.read_text() != text:
+        RUNTIME_UNIT.write_text(text)
+        host.run(["systemctl", "daemon-reload"])
+
+
+def unit_main_pid(vmid):
+    done = host.run(["systemctl", "show", "-p", "MainPID", "--value", unit_name(vmid)], check=False)
+    value = done.stdout.strip()
+    return int(value) if value.isdigit() and int(value) else None
+
+
+def supervised(layout, vmid):
+    """The PID that runs the CT as pve-container@VMID (systemd's main PID, or the lab's supervisor), or None."""
+    if uses_systemd():
+        return unit_main_pid(vmid)
+    return procs.running(supervisor_pidfile(layout, vmid))
+
+
+def journal_records(layout, vmid):
+    """The CT's lifecycle records (dicts with MESSAGE, ...): journald's on a systemd host, the lab's file else."""
+    if not uses_systemd():
+        return journal.read(layout.journal_file(vmid))
+    done = host.run(["journalctl", "-u", unit_name(vmid), "-o", "json", "--no-pager"], check=False)
+    records = []
+    for line in done.stdout.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def journal_text(layout, vmid, style):
+    if not uses_systemd():
+        return journal.render(journal.read(layout.journal_file(vmid)), style)
+    return host.run(["journalctl", "-u", unit_name(vmid), "-o", style, "--no-pager"], check=False).stdout
+
+
 def write_lxc_config(layout, vmid):
     """Translate the CT's PVE config (read afresh: the PVE API lab may have changed it) to its LXC config."""
     config = read_pve_conf(layout, vmid)
-    facts = lxcconf.HostFacts(cpus=host.cpu_count(), memsw=host.has_memsw())
+    facts = lxcconf.HostFacts(cpus=host.cpu_count(), memsw=host.has_memsw(),
+                              cgroup=2 if host.cgroup_backend() == "cgroup-v2" else 1)
     try:
         text = lxcconf.render(vmid, config, facts, layout.base_rootfs, layout.ct_delta(vmid))
     except (KeyError, ValueError) as error:
@@ -209,7 +273,7 @@ def start(layout, vmid, log=print, timeout=120):
         raise LabError("CT %d is not built (no %s); run labctl up or labctl reset %d"
                        % (vmid, layout.ct_built(vmid), vmid))
     state, _pid = lxc_info(layout, vmid)
-    supervisor = procs.running(supervisor_pidfile(layout, vmid))
+    supervisor = supervised(layout, vmid)
     if state == "running" and supervisor:
         return "running"
     if state != "stopped" and not supervisor:
@@ -217,12 +281,20 @@ def start(layout, vmid, log=print, timeout=120):
                        % (vmid, state, vmid, vmid))
     if not supervisor:
         write_lxc_config(layout, vmid)
-        procs.spawn(procs.lab_command("_supervise", "--labdir", layout.root, vmid), supervisor_pidfile(layout, vmid),
-                    layout.log / ("supervisor-%d.log" % vmid))
+        if uses_systemd():
+            ensure_unit(layout)
+            Path("/run/pve").mkdir(mode=0o750, exist_ok=True)     # the unit's stderr file lives there
+            host.run(["systemctl", "reset-failed", unit_name(vmid)], check=False)
+            host.run(["systemctl", "start", unit_name(vmid)], what="systemctl start %s" % unit_name(vmid))
+        else:
+            procs.spawn(procs.lab_command("_supervise", "--labdir", layout.root, vmid),
+                        supervisor_pidfile(layout, vmid), layout.log / ("supervisor-%d.log" % vmid))
+    if settings.on_vm_node():
+        timeout *= 5                      # TCG: a CT's boot takes minutes there when the host is busy
     deadline = time.monotonic() + timeout
     while lxc_info(layout, vmid)[0] != "running":
-        if not procs.running(supervisor_pidfile(layout, vmid)) or time.monotonic() > deadline:
-            stderr = layout.ct_stderr(vmid)
+        if not supervised(layout, vmid) or time.monotonic() > deadline:
+            stderr = Path("/run/pve/ct-%d.stderr" % vmid) if uses_systemd() else layout.ct_stderr(vmid)
             raise LabError("CT %d did not start: %s (see %s)" % (vmid, _last_line(stderr), stderr))
         time.sleep(0.2)
     system_state = "unknown"
@@ -258,6 +330,12 @@ def _last_line(path):
 
 def stop(layout, vmid, timeout=60):
     """Stop the CT (a hard stop, as PVE's status/stop); the supervisor logs it. True when it was running."""
+    if uses_systemd():
+        was = lxc_info(layout, vmid)[0] != "stopped" or unit_main_pid(vmid) is not None
+        host.run(["systemctl", "stop", unit_name(vmid)], check=False, timeout=timeout + 120)
+        if lxc_info(layout, vmid)[0] != "stopped":
+            host.run(["lxc-stop", "-n", vmid, "-P", layout.lxcpath, "--kill"], check=False, timeout=timeout)
+        return was
     pidfile = supervisor_pidfile(layout, vmid)
     entry = procs.read_pidfile(pidfile)
     if procs.alive(entry):
@@ -325,7 +403,7 @@ def status(layout, vmid):
         "ip": (config.net(0).get("ip", "").split("/")[0] or None) if config else None,
         "state": state,
         "init_pid": init_pid,
-        "supervisor_pid": procs.running(supervisor_pidfile(layout, vmid)),
+        "supervisor_pid": supervised(layout, vmid),
         "config": {"memory_mb": config.size_mib("memory"), "swap_mb": config.size_mib("swap"),
                    "cores": config.int("cores", 1), "onboot": config.settings.get("onboot") == "1"}
         if config else None,

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from enva_lab import procs, settings
+from enva_lab import cgroup2, procs, settings
 from enva_lab.errors import LabError
 
 MEMORY_V1 = settings.CGROUP_ROOT / "memory"
@@ -56,6 +56,16 @@ def memory_cgroup_v1():
     return (MEMORY_V1 / "memory.limit_in_bytes").exists()
 
 
+def cgroup_backend():
+    """``cgroup-v1`` (the memory controller mounted at /sys/fs/cgroup/memory), ``cgroup-v2`` (the unified
+    hierarchy with the memory controller: PVE 7/8, stock Debian 12), or None."""
+    if memory_cgroup_v1():
+        return "cgroup-v1"
+    if cgroup2.available():
+        return "cgroup-v2"
+    return None
+
+
 def has_memsw():
     """Swap accounting (cgroup v1 ``memory.memsw.*``)."""
     return (MEMORY_V1 / "memory.memsw.limit_in_bytes").exists()
@@ -64,6 +74,8 @@ def has_memsw():
 def v1_hierarchies():
     """Every mounted cgroup v1 hierarchy directory (memory, cpu,cpuacct, pids, systemd, ...) and the unified one."""
     found = []
+    if cgroup2.available():             # a pure v2 host: one hierarchy, the root itself
+        return [settings.CGROUP_ROOT]
     try:
         entries = sorted(os.listdir(settings.CGROUP_ROOT))
     except OSError:
@@ -111,6 +123,8 @@ def ct_memory(vmid):
     ``oom_kill`` is summed over the CT's whole memcg subtree: on cgroup v1 the kernel counts a kill
     only in the victim's own memcg (``lxc/VMID/ns/...``).
     """
+    if not memory_cgroup_v1():
+        return cgroup2.ct_memory(vmid)
     base = MEMORY_V1 / "lxc" / str(vmid)
     if not base.is_dir():
         return None
@@ -134,6 +148,14 @@ def ct_memory(vmid):
 def ct_processes(vmid):
     """``{command: count}`` of the processes in the CT's memcg subtree."""
     counts = {}
+    if not memory_cgroup_v1():
+        for pid in cgroup2.ct_pids(vmid):
+            try:
+                comm = Path("/proc/%s/comm" % pid).read_text().strip()
+            except OSError:
+                continue
+            counts[comm] = counts.get(comm, 0) + 1
+        return counts
     for path in cgroup_dirs(MEMORY_V1, "lxc/%d" % vmid):
         try:
             pids = (path / "cgroup.procs").read_text().split()
@@ -149,7 +171,9 @@ def ct_processes(vmid):
 
 
 def ct_cpu_usec(vmid):
-    """CPU time the CT has used, in microseconds (cpuacct), or None."""
+    """CPU time the CT has used, in microseconds (cpuacct; cpu.stat on v2), or None."""
+    if not memory_cgroup_v1() and cgroup2.available():
+        return cgroup2.ct_cpu_usec(vmid)
     for hierarchy in ("cpuacct", "cpu,cpuacct"):
         value = read_int(settings.CGROUP_ROOT / hierarchy / "lxc" / str(vmid) / "cpuacct.usage")
         if value is not None:

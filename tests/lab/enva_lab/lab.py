@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
-from enva_lab import cleanup, ct, declared, dns, flood, host, journal, kmsg, procs, rootfs, settings
+from enva_lab import cgroup2, cleanup, ct, declared, dns, flood, host, journal, kmsg, procs, rootfs, settings
 from enva_lab.errors import LabError
 from enva_lab.settings import Layout
 
@@ -52,9 +52,10 @@ class Lab:
             if not shutil.which(tool):
                 raise LabError("%s is not installed (Debian package %s); run make setup, which installs "
                                "tools/debian-packages.txt" % (tool, package))
-        if not host.memory_cgroup_v1():
-            raise LabError("no cgroup v1 memory controller at %s; the lab needs it to limit and OOM-kill CTs "
-                           "(mount -t cgroup -o memory cgroup %s)" % (host.MEMORY_V1, host.MEMORY_V1))
+        if host.cgroup_backend() is None:
+            raise LabError("no memory controller: neither cgroup v1 at %s nor cgroup v2 with memory in %s/"
+                           "cgroup.controllers; the lab needs one to limit and OOM-kill CTs"
+                           % (host.MEMORY_V1, settings.CGROUP_ROOT))
         if not os.path.exists("/dev/kmsg"):
             raise LabError("/dev/kmsg is missing, so the kernel log cannot be followed")
 
@@ -159,7 +160,7 @@ class Lab:
         for hierarchy in host.v1_hierarchies():
             for parent in settings.LXC_CGROUP_PARENTS:
                 if (hierarchy / parent).is_dir():
-                    parents.append("%s/%s" % (hierarchy.name, parent))
+                    parents.append(str((hierarchy / parent).relative_to(settings.CGROUP_ROOT)))
         return {"version": STATE_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "cgroup_parents_before": parents, "sysctl_before": {}, "bridge_created": False, "cts": []}
 
@@ -340,7 +341,7 @@ class Lab:
 
     def _ensure_running(self, vmid):
         state, _pid = ct.lxc_info(self.layout, vmid)
-        supervised = procs.running(ct.supervisor_pidfile(self.layout, vmid))
+        supervised = ct.supervised(self.layout, vmid)
         if state == "running" and supervised:
             return
         if state != "stopped" and not supervised:
@@ -440,6 +441,8 @@ class Lab:
             "labdir": str(self.layout.root),
             "up": self.layout.state.exists(),
             "node": settings.NODE,
+            "backend": {"cgroup": host.cgroup_backend(), "supervisor": "systemd (pve-container@VMID)"
+                        if ct.uses_systemd() else "labctl _supervise", "vm_node": settings.on_vm_node()},
             "bridge": {"name": settings.BRIDGE, "exists": bridge is not None,
                        "state": bridge.get("operstate") if bridge else None,
                        "addresses": [address for name, address in host.addresses() if name == settings.BRIDGE]},
@@ -456,8 +459,11 @@ class Lab:
 
     # -- flood and reproduce ---------------------------------------------------------------------
 
-    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False):
-        """Flood a CT's port 53 from fresh sockets; prints progress each second; returns the summary."""
+    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False, stop_on_stall=None):
+        """Flood a CT's port 53 from fresh sockets; prints progress each second; returns the summary.
+
+        With ``stop_on_oom`` it stops at the first OOM kill (or the CT going down); with ``stop_on_stall``
+        (seconds, cgroup v2) also once the CT has been stuck at memory.high that long."""
         self.preflight()
         self.require_ct(vmid)
         ip = ct.status(self.layout, vmid)["ip"]
@@ -471,19 +477,30 @@ class Lab:
                       "open": open_sockets, "usage_bytes": memory and memory["usage_bytes"],
                       "oom_kill": memory and memory["oom_kill"], "socat": commands.get("socat", 0),
                       "state": "running" if memory else "down"}
+            v2 = ""
+            if memory and "events" in memory:       # cgroup v2: the stall at memory.high shows here first
+                sample.update(high=memory["events"].get("high", 0), max=memory["events"].get("max", 0),
+                              psi_some10=memory["pressure"].get("some", {}).get("avg10"),
+                              psi_full10=memory["pressure"].get("full", {}).get("avg10"))
+                v2 = ", events high %d max %d, PSI full %s%%" % (sample["high"], sample["max"], sample["psi_full10"])
             samples.append(sample)
             self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
-                     "%s OOM kills" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
-                                       _mib(sample["usage_bytes"]), _mib(memory and memory["limit_bytes"]),
-                                       sample["socat"], "?" if not memory else memory["oom_kill"]))
+                     "%s OOM kills%s" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
+                                         _mib(sample["usage_bytes"]), _mib(memory and memory["limit_bytes"]),
+                                         sample["socat"], "?" if not memory else memory["oom_kill"], v2))
 
         def oom_seen():
             last = samples[-1] if samples else {}
             return last.get("state") == "down" or (last.get("oom_kill") or 0) > (baseline.get("oom_kill") or 0)
 
+        def stop():
+            if oom_seen():
+                return True
+            return bool(stop_on_stall) and cgroup2.stall_seconds(samples) >= stop_on_stall
+
         try:
             stats, elapsed = flood.run(ip, qps, seconds, max_open=max_open, on_tick=tick,
-                                       stop_when=oom_seen if stop_on_oom else None)
+                                       stop_when=stop if stop_on_oom else None)
         except ValueError as error:
             raise LabError(str(error)) from None
         usages = [sample["usage_bytes"] for sample in samples if sample["usage_bytes"]]
@@ -494,8 +511,9 @@ class Lab:
         summary.update(stats.as_dict())
         return summary
 
-    def reproduce(self, qps, max_seconds, down_wait=60):
-        """Flood CT 2017 as found until the kernel OOM-kills inside /lxc/2017; report what happened."""
+    def reproduce(self, qps, max_seconds, down_wait=60, stall_hold=None):
+        """Flood CT 2017 as found until the kernel OOM-kills inside /lxc/2017 (or, on cgroup v2, until it has
+        been stuck at memory.high for ``stall_hold`` seconds with no answer); report what happened."""
         vmid = settings.HAPROXY_VMID
         self.preflight()
         self.require_up()
@@ -503,30 +521,35 @@ class Lab:
         if not procs.running(self.layout.pidfile("kmsg")):
             raise LabError("the kernel log follower is not running, so the OOM would go unseen; run labctl up")
         kern_offset = self.layout.kern_log.stat().st_size if self.layout.kern_log.exists() else 0
-        journal_before = len(journal.read(self.layout.journal_file(vmid)))
+        journal_before = len(ct.journal_records(self.layout, vmid))
         before = host.ct_memory(vmid)
         self.out("reproduce: CT %d as found (socat forwarder), limit %s, %s used; flooding at %d q/s from fresh "
                  "source ports, for at most %d s" % (vmid, _mib(before["limit_bytes"]), _mib(before["usage_bytes"]),
                                                      qps, max_seconds))
         started = time.time()
-        summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True)
+        summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True, stop_on_stall=stall_hold)
         oom_lines = self._wait_kernel_lines(kern_offset, r"oom_memcg=/lxc/%d(?![\w])" % vmid, 10)   # the first report's kill
         seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
-        deadline = time.monotonic() + down_wait
+        after = host.ct_memory(vmid) or {}
+        stall = cgroup2.stall_seconds(summary["samples"])
+        deadline = time.monotonic() + (down_wait if oom_lines else 0)
         while ct.lxc_info(self.layout, vmid)[0] != "stopped" and time.monotonic() < deadline:
             time.sleep(0.5)
         state = ct.lxc_info(self.layout, vmid)[0]
         if state == "stopped":
             self._wait_journal(vmid, journal_before, 10)
         kernel = self._kernel_lines(kern_offset)
-        lifecycle = journal.read(self.layout.journal_file(vmid))[journal_before:]
+        lifecycle = ct.journal_records(self.layout, vmid)[journal_before:]
         result = {
             "vmid": vmid, "qps": qps, "limit_bytes": before["limit_bytes"], "started": started,
             "oom": bool(oom_lines), "seconds_to_oom": seconds_to_oom, "ct_state": state,
             "sent": summary["sent"], "answered": summary["answered"], "lost": summary["lost"],
             "max_socat": max([sample["socat"] for sample in summary["samples"]] or [0]),
             "memory_max_seen_bytes": summary["memory_max_seen_bytes"],
-            "kernel_lines": kernel, "lifecycle": [item["MESSAGE"] for item in lifecycle],
+            "kernel_lines": kernel, "lifecycle": [item.get("MESSAGE", "") for item in lifecycle],
+            "cgroup": host.cgroup_backend(), "stall": bool(stall_hold) and stall >= stall_hold, "stall_seconds": stall,
+            "events_before": before.get("events"), "events_after": after.get("events"),
+            "pressure_after": after.get("pressure"),
         }
         self._print_reproduction(result, lifecycle)
         return result
@@ -549,7 +572,7 @@ class Lab:
     def _wait_journal(self, vmid, before, seconds):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            messages = [item["MESSAGE"] for item in journal.read(self.layout.journal_file(vmid))[before:]]
+            messages = [item.get("MESSAGE", "") for item in ct.journal_records(self.layout, vmid)[before:]]
             if any("Deactivated successfully" in message or "Failed with result" in message for message in messages):
                 return
             time.sleep(0.2)
@@ -577,7 +600,18 @@ class Lab:
                      "CT %d is %s" % (result["vmid"], result["seconds_to_oom"], result["qps"], result["sent"],
                                       result["answered"], result["max_socat"],
                                       _mib(result["memory_max_seen_bytes"]), result["vmid"], result["ct_state"]))
-        else:
+        if result.get("events_after"):
+            events, pressure = result["events_after"], result["pressure_after"] or {}
+            self.out("memory.events of /lxc/%d: high %s, max %s, oom %s, oom_kill %s; memory.pressure some avg10 "
+                     "%s%%, full avg10 %s%%" % (result["vmid"], events.get("high"), events.get("max"), events.get("oom"),
+                                                events.get("oom_kill"), pressure.get("some", {}).get("avg10"),
+                                                pressure.get("full", {}).get("avg10")))
+        if result["stall"] and not result["oom"]:
+            self.out("reproduce: CT %d STALLED at memory.high for %.0f s: no query answered, no OOM line (%d sent, "
+                     "%d answered, up to %d socat, %s seen)" % (result["vmid"], result["stall_seconds"], result["sent"],
+                                                                result["answered"], result["max_socat"],
+                                                                _mib(result["memory_max_seen_bytes"])))
+        elif not result["oom"]:
             self.out("reproduce: no OOM in /lxc/%d within the flood (%d sent); raise --qps or --max-seconds"
                      % (result["vmid"], result["sent"]))
 
@@ -696,7 +730,7 @@ class Lab:
     # -- journal and exec -----------------------------------------------------------------------
 
     def journal_text(self, vmid, style):
-        return journal.render(journal.read(self.layout.journal_file(vmid)), style)
+        return ct.journal_text(self.layout, vmid, style)
 
     def exec(self, vmid, argv):
         """Replace this process by ``lxc-attach`` into the CT (stdin, stdout and exit status pass through)."""

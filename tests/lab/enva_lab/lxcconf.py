@@ -8,7 +8,7 @@ inner ``ns``) is what makes the kernel name ``oom_memcg=/lxc/VMID`` and
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
-from enva_lab import settings
+from enva_lab import cgroup2, settings
 
 LXC_COMMON = "/usr/share/lxc/config/debian.common.conf"
 
@@ -16,9 +16,10 @@ LXC_COMMON = "/usr/share/lxc/config/debian.common.conf"
 class HostFacts:
     """What the translation needs to know about the host."""
 
-    def __init__(self, cpus, memsw):
+    def __init__(self, cpus, memsw, cgroup=1):
         self.cpus = cpus            # online CPUs
         self.memsw = memsw          # cgroup v1 swap accounting (memory.memsw.limit_in_bytes exists)
+        self.cgroup = cgroup        # 1, or 2 on a unified-hierarchy host (PVE 7/8): lxc.cgroup2.* keys
 
 
 def veth_name(vmid, index=0):
@@ -34,6 +35,17 @@ def memory_limits(config, host):
     if host.memsw:
         limits.append(("memory.memsw.limit_in_bytes", (memory + swap) * MIB))
     return limits
+
+
+def cgroup_lines(config, host):
+    """The CT's ``lxc.cgroup*`` lines: v1 keys as today, or PVE's v2 keys (memory.max/high/swap.max, cpu.weight)."""
+    cpus = cpuset(config.int("cores", host.cpus), host)
+    if host.cgroup == 2:
+        lines = ["%s = %d" % item for item in cgroup2.lxc_limits(config.size_mib("memory"), config.size_mib("swap"))]
+        return lines + ["lxc.cgroup2.cpu.weight = %d" % config.int("cpuunits", 100),
+                        "lxc.cgroup2.cpuset.cpus = %s" % cpus]
+    lines = ["lxc.cgroup.memory.%s = %d" % (key[len("memory."):], value) for key, value in memory_limits(config, host)]
+    return lines + ["lxc.cgroup.cpu.shares = %d" % config.int("cpuunits", 1024), "lxc.cgroup.cpuset.cpus = %s" % cpus]
 
 
 def cpuset(cores, host):
@@ -62,11 +74,12 @@ def render(vmid, config, host, lower, delta):
         "lxc.cgroup.dir.monitor = lxc.monitor/%d" % vmid,
         "lxc.cgroup.dir.container.inner = ns",
     ]
-    lines += ["lxc.cgroup.memory.%s = %d" % (key[len("memory."):], value)
-              for key, value in memory_limits(config, host)]
+    lines += cgroup_lines(config, host)
+    if host.cgroup == 2:
+        # A node confines CTs with AppArmor as PVE does; PVE's ``features: nesting=1`` (the default for new CTs
+        # since PVE 7.2) is what lets a Debian 12 CT's systemd sandbox its services (else 226/NAMESPACE)
+        lines += ["lxc.apparmor.profile = generated", "lxc.apparmor.allow_nesting = 1"]
     lines += [
-        "lxc.cgroup.cpu.shares = %d" % config.int("cpuunits", 1024),
-        "lxc.cgroup.cpuset.cpus = %s" % cpuset(config.int("cores", host.cpus), host),
         "lxc.rootfs.path = overlay:%s:%s" % (lower, delta),
         "lxc.net.0.type = veth",
         "lxc.net.0.veth.pair = %s" % veth_name(vmid),

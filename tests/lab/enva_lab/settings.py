@@ -23,8 +23,17 @@ RELEASE = "bookworm"
 ARCH = "amd64"
 CT_PACKAGES = ("python3", "openssh-server", "rsyslog", "haproxy", "socat", "iproute2", "procps")
 
+NODE_MARKER = Path("/etc/enva-lab-node")   # written into the VM node image (enva_lab.vmimage)
+
+
+def on_vm_node():
+    """Whether this host is one of the lab's VM nodes (TCG-slow: smaller CT 2017, lower flood rates)."""
+    return NODE_MARKER.exists()
+
+
 CHECKOUT = Path(__file__).resolve().parents[3]
-SAMPLE = CHECKOUT / "tests" / "lab" / "enva.yaml"
+# On a VM node CT 2017 is declared with 128 MiB (enva-node.yaml): under TCG the full-size incident takes too long
+SAMPLE = CHECKOUT / "tests" / "lab" / ("enva-node.yaml" if on_vm_node() else "enva.yaml")
 PVE_API_MODULE = "enva_lab.api_lab"      # python3 -m it (labctl puts it on the path)
 
 
@@ -48,8 +57,11 @@ class Layout:
         self.declared = self.root / "enva.yaml"
         self.state = self.root / "state.json"
         self.pve_lxc = self.root / "etc" / "pve" / "lxc"
-        # LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc.
-        self.lxcpath = self.root / "lxc"
+        # LXC's ``-P``: the lab's own container path, so nothing collides with /var/lib/lxc. On a VM node
+        # it is LXC's default, /var/lib/lxc (a link to the lab's), as pve-container@.service runs
+        # ``lxc-start -F -n VMID`` without ``-P``, and LXC finds a running CT by the path it was started with.
+        on_node = on_vm_node() and self.root == Path("/var/lib/enva-lab")
+        self.lxcpath = Path("/var/lib/lxc") if on_node else self.root / "lxc"
         self.journal = self.root / "journal"
         self.log = self.root / "log"
         self.kern_log = self.log / "kern.log"

@@ -1,0 +1,305 @@
+"""PVE-shaped nodes as qemu VMs: boot the cached node image, reach root over SSH, stop by PID.
+
+A node boots with ``qemu-system-x86_64`` (KVM when it works here, TCG otherwise, said once),
+its root a throw-away snapshot of the cached image (``snapshot=on``: the image is never
+written, each boot starts clean), and qemu's user networking with ``restrict=on``: the VM
+reaches nothing, and the host reaches it only through the ports forwarded on 127.0.0.1
+(SSH, and the PVE API lab's 8006). There is no tap, no bridge on the host.
+
+State per node under ``$ENVA_LAB_VM_DIR`` (``/var/lib/enva-lab-vm``) ``/NAME``: ``node.json``
+(PID and start time, ports, accelerator), ``console.log``. ``down`` stops qemu by PID and
+removes the directory; it checks afterwards that no process of the node is left.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from enva_lab import procs, settings, vmimage
+from enva_lab.errors import LabError
+
+QEMU = "qemu-system-x86_64"
+MEMORY_MIB = 2560
+SMP = 2
+SSH_TIMEOUT = 300               # TCG on a loaded 2-core host: about 20 s quiet, minutes when busy
+KVM_PROBE_SECONDS = 15
+CONSOLE_TAIL = 25
+NAMES = ("pve1", "pve2", "pve3")
+
+
+def vm_dir():
+    return Path(os.environ.get("ENVA_LAB_VM_DIR") or "/var/lib/enva-lab-vm")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def console_tail(path, lines=CONSOLE_TAIL):
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no console output)"
+    rows = [row.rstrip("\r") for row in text.splitlines() if row.strip()]
+    return "\n".join(rows[-lines:]) or "(no console output)"
+
+
+def qemu_argv(paths, accel, ssh_port, api_port, console, pidfile, name, memory_mib=MEMORY_MIB, smp=SMP):
+    """The qemu command line of a node (pure; tested)."""
+    forwards = "hostfwd=tcp:127.0.0.1:%d-:22" % ssh_port
+    if api_port:
+        forwards += ",hostfwd=tcp:127.0.0.1:%d-:8006" % api_port
+    argv = [QEMU, "-name", "enva-%s" % name, "-machine", "q35", "-accel", accel]
+    argv += ["-cpu", "host" if accel == "kvm" else "max", "-smp", str(smp), "-m", str(memory_mib),
+             "-kernel", str(paths.kernel), "-initrd", str(paths.initrd), "-append", vmimage.CMDLINE,
+             "-drive", "file=%s,if=virtio,format=raw,snapshot=on" % paths.image,
+             "-netdev", "user,id=net0,restrict=on,%s" % forwards, "-device", "virtio-net-pci,netdev=net0",
+             "-display", "none", "-monitor", "none", "-serial", "file:%s" % console, "-no-reboot",
+             "-pidfile", str(pidfile)]
+    return argv
+
+
+def ssh_argv(paths, port, command=None, tty=False):
+    """``ssh`` to root on a node with the lab's key and the image's pinned host key."""
+    argv = ["ssh", "-i", str(paths.ssh_key), "-p", str(port), "-o", "BatchMode=yes", "-o", "HostKeyAlias=enva-node",
+            "-o", "UserKnownHostsFile=%s" % paths.known_hosts, "-o", "StrictHostKeyChecking=yes",
+            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15"]
+    if tty:
+        argv.append("-t")
+    argv.append("root@127.0.0.1")
+    if command:
+        argv += list(command)
+    return argv
+
+
+class Nodes:
+    """The VM nodes of this host; ``out`` prints progress."""
+
+    def __init__(self, paths=None, root=None, out=print):
+        self.paths = paths or vmimage.Paths()
+        self.root = Path(root) if root else vm_dir()
+        self.out = out
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def node_dir(self, name):
+        if name not in NAMES:
+            raise LabError("unknown node %s; the lab's nodes are %s" % (name, ", ".join(NAMES)))
+        return self.root / name
+
+    def state(self, name):
+        try:
+            return json.loads((self.node_dir(name) / "node.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def running(self, name):
+        state = self.state(name)
+        entry = (state["pid"], state["starttime"]) if state.get("pid") else None
+        return state if procs.alive(entry) else None
+
+    def require_running(self, name):
+        state = self.running(name)
+        if not state:
+            raise LabError("node %s is not running; labctl vm up %s" % (name, name))
+        return state
+
+    # -- accelerator ---------------------------------------------------------------------------------
+
+    def accelerator(self):
+        """``kvm`` when a KVM guest gets as far as printing its kernel banner, else ``tcg`` (said once).
+
+        ``ENVA_LAB_ACCEL=tcg|kvm`` overrides; the verdict is cached per host kernel."""
+        forced = os.environ.get("ENVA_LAB_ACCEL")
+        if forced in ("kvm", "tcg"):
+            return forced
+        verdict_file = self.paths.cache / "kvm.json"
+        release = os.uname().release
+        try:
+            verdict = json.loads(verdict_file.read_text())
+            if verdict.get("host_kernel") == release:
+                return "kvm" if verdict["usable"] else "tcg"
+        except (OSError, ValueError, KeyError):
+            pass
+        usable, why = self._probe_kvm()
+        verdict_file.parent.mkdir(parents=True, exist_ok=True)
+        verdict_file.write_text(json.dumps({"host_kernel": release, "usable": usable, "why": why}) + "\n")
+        if not usable:
+            self.out("note: KVM is not usable here (%s); nodes run under TCG (-accel tcg -smp %d), slower but "
+                     "the same kernel (this is said once; ENVA_LAB_ACCEL=kvm tries again)" % (why, SMP))
+        return "kvm" if usable else "tcg"
+
+    def _probe_kvm(self):
+        try:
+            handle = os.open("/dev/kvm", os.O_RDWR)
+            os.close(handle)
+        except OSError as error:
+            return False, "/dev/kvm: %s" % error.strerror
+        probe = self.root / "kvm-probe.log"
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.unlink(missing_ok=True)
+        argv = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "512", "-kernel", str(self.paths.kernel), "-append",
+                "console=ttyS0 panic=-1", "-display", "none", "-monitor", "none", "-serial", "file:%s" % probe,
+                "-no-reboot", "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0"]
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + KVM_PROBE_SECONDS
+        seen = False
+        while time.monotonic() < deadline and process.poll() is None:
+            if "Linux version" in console_tail(probe, 200):
+                seen = True
+                break
+            time.sleep(0.5)
+        if process.poll() is None:
+            process.kill()
+        _out, err = process.communicate(timeout=30)
+        probe.unlink(missing_ok=True)
+        if seen:
+            return True, "a KVM guest booted"
+        detail = err.decode(errors="replace").strip().splitlines()
+        return False, detail[-1] if detail else "/dev/kvm exists but a KVM guest printed nothing in %d s" \
+            % KVM_PROBE_SECONDS
+
+    # -- up ------------------------------------------------------------------------------------------
+
+    def up(self, name="pve1", timeout=SSH_TIMEOUT, push=True):
+        """Boot the node (build the image first when needed) and wait for SSH; returns its state."""
+        if os.geteuid() != 0:
+            raise LabError("VM nodes need root (the image build uses debootstrap and mkfs); run labctl as root")
+        if not shutil.which(QEMU):
+            raise LabError("%s is not installed (Debian package qemu-system-x86); run make setup" % QEMU)
+        state = self.running(name)
+        if state:
+            self._wait_ssh(name, state, timeout)
+            if push:
+                self.push(name)
+            return state
+        build_seconds = vmimage.build(self.paths, self.out)
+        if build_seconds:
+            self.out("node image: built in %.0f s (%s)" % (build_seconds, self.paths.node))
+        accel = self.accelerator()
+        directory = self.node_dir(name)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        console = directory / "console.log"
+        pidfile = directory / "qemu.pid"
+        ssh_port, api_port = free_port(), free_port()
+        argv = qemu_argv(self.paths, accel, ssh_port, api_port, console, pidfile, name)
+        started = time.monotonic()
+        with open(directory / "qemu.log", "ab") as output:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True, close_fds=True)
+        time.sleep(0.3)
+        state = {"name": name, "pid": process.pid, "starttime": procs.start_time(process.pid), "accel": accel,
+                 "ssh_port": ssh_port, "api_port": api_port, "console": str(console), "argv": argv,
+                 "started": time.time()}
+        (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
+        self.out("node %s: booting (%s, %d vCPUs, %d MiB; ssh 127.0.0.1:%d, API 127.0.0.1:%d; console %s)"
+                 % (name, accel.upper(), SMP, MEMORY_MIB, ssh_port, api_port, console))
+        self._wait_ssh(name, state, timeout, process)
+        state["boot_seconds"] = round(time.monotonic() - started, 1)
+        (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
+        self.out("node %s: SSH answers after %.1f s" % (name, state["boot_seconds"]))
+        if push:
+            self.push(name)
+        return state
+
+    def _wait_ssh(self, name, state, timeout, process=None):
+        deadline = time.monotonic() + timeout
+        while True:
+            if process is not None and process.poll() is not None:
+                raise LabError("node %s: qemu exited (status %s) before SSH answered; console %s ends:\n%s\n"
+                               "qemu said: %s" % (name, process.returncode, state["console"],
+                                                  console_tail(state["console"]),
+                                                  console_tail(Path(state["console"]).with_name("qemu.log"), 5)))
+            done = subprocess.run(ssh_argv(self.paths, state["ssh_port"], ["true"]), capture_output=True,
+                                  timeout=60, check=False)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                self.down(name, quiet=True)
+                raise LabError("node %s: SSH on 127.0.0.1:%d did not answer within %d s (%s); console %s ends:\n%s"
+                               % (name, state["ssh_port"], timeout, done.stderr.decode(errors="replace").strip()
+                                  or "no answer", state["console"], console_tail(state["console"])))
+            time.sleep(2)
+
+    def push(self, name):
+        """Copy this checkout's tests/lab and plugins/module_utils to the node's /opt/enva (labctl runs there)."""
+        state = self.require_running(name)
+        checkout = settings.CHECKOUT
+        tar = subprocess.Popen(["tar", "-C", str(checkout), "--exclude=__pycache__", "-cf", "-", "tests/lab",
+                                "plugins/module_utils"], stdout=subprocess.PIPE)
+        done = subprocess.run(ssh_argv(self.paths, state["ssh_port"], [
+            "rm -rf %s.new && mkdir -p %s.new && tar -C %s.new -xf - && rm -rf %s && mv %s.new %s"
+            % ((vmimage.GUEST_CHECKOUT,) * 6)]), stdin=tar.stdout, capture_output=True, timeout=120, check=False)
+        tar.stdout.close()
+        tar.wait()
+        if done.returncode != 0 or tar.returncode != 0:
+            raise LabError("node %s: copying tests/lab to %s failed: %s" % (
+                name, vmimage.GUEST_CHECKOUT, done.stderr.decode(errors="replace").strip() or "tar failed"))
+
+    # -- use -----------------------------------------------------------------------------------------
+
+    def ssh(self, name, command, timeout=900, check=True):
+        """Run a shell command on the node as root; the CompletedProcess (text)."""
+        state = self.require_running(name)
+        try:
+            done = subprocess.run(ssh_argv(self.paths, state["ssh_port"], [command]), capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError("node %s: %s did not finish within %d s" % (name, command, timeout)) from None
+        if check and done.returncode != 0:
+            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise LabError("node %s: %s failed (exit %d): %s" % (name, command, done.returncode,
+                                                                 detail[-1] if detail else "no output"))
+        return done
+
+    def exec(self, name, argv):
+        """Replace this process by ``ssh`` to the node (a login shell without a command)."""
+        state = self.require_running(name)
+        command = ssh_argv(self.paths, state["ssh_port"], [" ".join(argv)] if argv else None, tty=not argv)
+        sys.stdout.flush()
+        os.execvp(command[0], command)
+
+    def status(self):
+        nodes = []
+        for name in NAMES:
+            state = self.state(name)
+            if not state:
+                continue
+            alive = self.running(name)
+            nodes.append({"name": name, "running": bool(alive), "pid": state.get("pid"), "accel": state.get("accel"),
+                          "ssh": "127.0.0.1:%s" % state.get("ssh_port"), "api": "127.0.0.1:%s" % state.get("api_port"),
+                          "boot_seconds": state.get("boot_seconds"), "console": state.get("console")})
+        image = vmimage.stamp(self.paths)
+        return {"image": str(self.paths.image), "image_current": vmimage.is_current(self.paths),
+                "image_build_seconds": image.get("seconds"), "kernel": image.get("kernel"), "nodes": nodes}
+
+    # -- down ------------------------------------------------------------------------------------------
+
+    def down(self, name=None, quiet=False):
+        """Stop the node(s) by PID and remove their state; checks that no qemu of theirs is left."""
+        names = [name] if name else [n for n in NAMES if self.node_dir(n).exists()]
+        for each in names:
+            directory = self.node_dir(each)
+            state = self.state(each)
+            entry = (state["pid"], state["starttime"]) if state.get("pid") else None
+            if procs.stop(entry, timeout=20) and not quiet:
+                self.out("node %s: qemu pid %d stopped" % (each, entry[0]))
+            left = [pid for pid, _argv in procs.processes_mentioning(str(directory) + "/")]
+            if left:
+                raise LabError("node %s: processes %s still use %s; stop them (kill PID) and run labctl vm down again"
+                               % (each, " ".join(map(str, left)), directory))
+            shutil.rmtree(directory, ignore_errors=True)
+        (self.root / "kvm-probe.log").unlink(missing_ok=True)
+        if self.root.is_dir() and not any(self.root.iterdir()):
+            self.root.rmdir()
+

@@ -1,0 +1,104 @@
+"""The lab's cgroup v2 side (enva_lab.cgroup2, lxcconf's v2 keys): PVE's limits, pve-common's write order,
+the v2 counters, and the stall at memory.high."""
+
+import pytest
+
+from ansible_collections.enva.pve.plugins.module_utils import pve_ct_config
+from enva_lab import cgroup2, lxcconf
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("memory_mb, high", [
+    (96, 96 * 1016 * 1024),
+    (128, 128 * 1016 * 1024),
+    (1024, 1024 * 1016 * 1024),
+    (16383, 16383 * 1016 * 1024),
+    (16384, (16384 - 128) * MIB),          # from 16 GiB on: 128 MiB below memory.max
+    (65536, (65536 - 128) * MIB),
+])
+def test_memory_high_is_pves(memory_mb, high):
+    assert cgroup2.memory_high_bytes(memory_mb) == high
+
+
+def test_lxc_limits_are_pve_containers_v2_keys():
+    assert cgroup2.lxc_limits(1024, 512) == [("lxc.cgroup2.memory.max", 1024 * MIB),
+                                             ("lxc.cgroup2.memory.high", 1024 * 1016 * 1024),
+                                             ("lxc.cgroup2.memory.swap.max", 512 * MIB)]
+
+
+def test_live_change_writes_swap_then_high_then_max(tmp_path):
+    written = []
+    order = cgroup2.change_memory_limit(tmp_path, 2048, 512, write=lambda path, text: written.append((path, text)))
+    assert [path.rsplit("/", 1)[1] for path, _text in written] == ["memory.swap.max", "memory.high", "memory.max"]
+    assert written[2] == (str(tmp_path / "memory.max"), "%d\n" % (2048 * MIB))
+    assert order[1] == ("memory.high", 2048 * 1016 * 1024)
+
+
+def test_live_change_writes_the_files(tmp_path):
+    cgroup2.change_memory_limit(tmp_path, 256, 0)
+    assert (tmp_path / "memory.max").read_text() == "%d\n" % (256 * MIB)
+    assert (tmp_path / "memory.swap.max").read_text() == "0\n"
+
+
+def test_lxc_config_on_a_v2_host_has_no_v1_keys():
+    config = pve_ct_config.parse("arch: amd64\ncores: 2\nhostname: haproxy\nmemory: 128\nswap: 128\n"
+                           "net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:20:17,ip=10.217.0.17/24,type=veth\n")
+    text = lxcconf.render(2017, config, lxcconf.HostFacts(cpus=2, memsw=False, cgroup=2), "/cache/rootfs", "/delta")
+    assert "lxc.cgroup2.memory.max = %d\n" % (128 * MIB) in text
+    assert "lxc.cgroup2.memory.high = %d\n" % (128 * 1016 * 1024) in text
+    assert "lxc.cgroup2.memory.swap.max = %d\n" % (128 * MIB) in text
+    assert "lxc.cgroup2.cpuset.cpus = 0-1\n" in text and "lxc.cgroup2.cpu.weight" in text
+    assert "lxc.cgroup.memory" not in text and "lxc.cgroup.cpu" not in text
+    assert "lxc.cgroup.dir.container = lxc/2017\n" in text and "lxc.cgroup.dir.container.inner = ns\n" in text
+
+
+def _tree(tmp_path, files):
+    directory = tmp_path / "lxc" / "2017"
+    directory.mkdir(parents=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return tmp_path
+
+
+def test_ct_memory_reads_v2_counters(tmp_path):
+    base = _tree(tmp_path, {
+        "memory.max": "134217728\n", "memory.high": "133169152\n", "memory.current": "133001216\n",
+        "memory.swap.max": "max\n", "memory.events": "low 0\nhigh 34167\nmax 1131\noom 0\noom_kill 0\noom_group_kill 0\n",
+        "memory.pressure": "some avg10=41.02 avg60=20.11 avg300=5.00 total=80000000\n"
+                           "full avg10=27.50 avg60=12.00 avg300=3.10 total=50000000\n"})
+    memory = cgroup2.ct_memory(2017, base)
+    assert memory["limit_bytes"] == 128 * MIB and memory["high_bytes"] == 128 * 1016 * 1024
+    assert memory["swap_max_bytes"] is None and memory["peak_bytes"] is None
+    assert memory["events"]["high"] == 34167 and memory["failcnt"] == 1131 and memory["oom_kill"] == 0
+    assert memory["pressure"]["full"]["avg10"] == 27.5 and memory["pressure"]["some"]["total"] == 80000000
+
+
+def test_ct_memory_is_none_when_the_ct_has_no_cgroup(tmp_path):
+    assert cgroup2.ct_memory(2017, tmp_path) is None
+
+
+def test_available_needs_the_memory_controller(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io pids\n")
+    assert not cgroup2.available(tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
+    assert cgroup2.available(tmp_path)
+
+
+def _samples(rows):
+    return [{"t": float(t), "sent": sent, "answered": answered, "high": high, "state": "running"}
+            for t, sent, answered, high in rows]
+
+
+@pytest.mark.parametrize("rows, seconds", [
+    ([(1, 100, 100, 0), (2, 200, 200, 0)], 0.0),                                   # answering
+    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 150, 900), (4, 400, 150, 1500)], 2.0),   # stuck
+    ([(1, 100, 90, 0), (2, 200, 150, 10), (3, 300, 150, 20)], 0.0),                # no answers, high flat: not v2's stall
+    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 160, 900)], 0.0),              # an answer came: not stuck
+])
+def test_stall_seconds(rows, seconds):
+    assert cgroup2.stall_seconds(_samples(rows)) == seconds
+
+
+def test_stall_needs_v2_samples():
+    assert cgroup2.stall_seconds([{"t": 1.0, "sent": 1, "answered": 0}]) == 0.0
