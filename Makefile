@@ -46,7 +46,7 @@ integration:
 
 # The lab is one per host: the stages that use it hold its lock (/run/enva-lab.lock, which
 # make demo takes too), so two runs wait for each other instead of colliding.
-LAB_LOCK := flock $${ENVA_LAB_LOCK:-/run/enva-lab.lock}
+LAB_LOCK := flock $${ENVA_LAB_LOCK:-/run/enva-lab.lock} env ENVA_LAB_LOCK_HELD=1
 
 # Tests that need root and the real lab (tests/lab/labctl): up, reproduce the OOM, down.
 labtest:

@@ -179,8 +179,13 @@ class Lab:
     @staticmethod
     def _port_free(kind, address, port, what):
         probe = socket.socket(socket.AF_INET, kind)
+        # As the servers themselves bind (SO_REUSEADDR): connections of a server that just stopped, left
+        # in TIME_WAIT, do not make the port "in use"; only a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((address, port))
+            if kind == socket.SOCK_STREAM:
+                probe.listen(1)
         except OSError as error:
             if error.errno == 98:
                 raise LabError("%s:%d is in use by another process, so %s cannot listen there; find it with "
