@@ -165,3 +165,18 @@ def test_molecule_scenarios_are_where_molecule_looks_in_a_collection():
     assert "default" in scenarios
     assert {"dns_relay", "haproxy_dns", "lxc_memory", "oom_audit"} <= set(scenarios)
     assert (base / "config.yml").is_file()
+
+
+PLAYBOOK_STEPS = {"create", "prepare", "converge", "side_effect", "verify", "cleanup", "destroy"}
+
+
+@pytest.mark.parametrize("scenario", sorted((ROOT / "extensions" / "molecule").glob("*/molecule.yml")),
+                         ids=lambda p: p.parent.name)
+def test_molecule_sequence_steps_have_their_playbooks(scenario):
+    # A step without its playbook makes molecule warn "Missing playbook" and count the run as one
+    # with missing files: the sequence (the scenario's own, else the base's) names only steps it has.
+    base = yaml.safe_load((ROOT / "extensions" / "molecule" / "config.yml").read_text(encoding="utf-8"))
+    own = yaml.safe_load(scenario.read_text(encoding="utf-8"))
+    sequence = (own.get("scenario") or {}).get("test_sequence", base["scenario"]["test_sequence"])
+    missing = [step for step in sequence if step in PLAYBOOK_STEPS and not (scenario.parent / f"{step}.yml").is_file()]
+    assert not missing, f"{scenario.parent.name}: no playbook for {missing}"

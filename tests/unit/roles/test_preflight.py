@@ -68,7 +68,7 @@ CASES = [
 
 def playbook():
     tasks = []
-    for case, role, entry, variables, _ in CASES:
+    for case, role, entry, variables, _words in CASES:
         tasks.append({
             "name": case,
             "block": [{
