@@ -370,6 +370,13 @@ class Lab:
     def _api(self):
         pidfile = self.layout.pidfile("api")
         address, port = settings.API_LISTEN.rsplit(":", 1)
+        running = procs.running(pidfile)
+        argv = procs.cmdline(running) if running else []
+        if running and (argv[1:3] != ["-m", settings.PVE_API_MODULE]
+                        or procs.import_path()[0] not in procs.environ_path(running)):
+            # Started by another checkout's labctl (or an older layout): this checkout's server replaces it.
+            self.out("api: replacing pid %d (%s), started from another checkout" % (running, " ".join(argv[:3])))
+            procs.stop_pidfile(pidfile)
         if not procs.running(pidfile):
             self._port_free(socket.SOCK_STREAM, address, int(port), "the PVE API lab")
             procs.spawn([sys.executable, "-m", settings.PVE_API_MODULE, "serve", "--labdir", self.layout.root,

@@ -75,6 +75,19 @@ def import_path():
     return [str(LAB_PACKAGE_DIR)] + collections[:1]
 
 
+def environ_path(pid):
+    """The PYTHONPATH entries a running process was started with (empty when unreadable)."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.startswith(b"PYTHONPATH="):
+            return entry[len(b"PYTHONPATH="):].decode(errors="replace").split(":")
+    return []
+
+
 def spawn(argv, pidfile, log, env=None):
     """Start a detached background process (own session, stdin closed, output to ``log``);
     record it in ``pidfile`` and return its PID."""
