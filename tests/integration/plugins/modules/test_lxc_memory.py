@@ -17,12 +17,7 @@ from support import module_harness as harness
 from support.module_harness import ExitJson
 
 
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    harness.raise_on_exit(monkeypatch, hide_no_log=True)
-    harness.clear_proxmox_env(monkeypatch)
-
-
+pytestmark = pytest.mark.usefixtures("api_exits")
 MODULE = harness.ApiModule(lxc_memory)
 run_main = MODULE.run
 ok = MODULE.ok

@@ -9,12 +9,7 @@ from ansible_collections.enva.pve.plugins.modules import pve_permissions
 from support import module_harness as harness
 
 
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    harness.raise_on_exit(monkeypatch, hide_no_log=True)
-    harness.clear_proxmox_env(monkeypatch)
-
-
+pytestmark = pytest.mark.usefixtures("api_exits")
 MODULE = harness.ApiModule(pve_permissions)
 WANTED = {"/vms/2017": ["VM.Audit", "VM.Config.Memory"], "/nodes/pve1": ["Sys.Audit"]}
 

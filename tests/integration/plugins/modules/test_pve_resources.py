@@ -9,12 +9,7 @@ from support.pve_lab import FakeLab, LabServer
 from support import module_harness as harness
 
 
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch):
-    harness.raise_on_exit(monkeypatch, hide_no_log=True)
-    harness.clear_proxmox_env(monkeypatch)
-
-
+pytestmark = pytest.mark.usefixtures("api_exits")
 MODULE = harness.ApiModule(pve_resources)
 run_main = MODULE.run
 ok = MODULE.ok
