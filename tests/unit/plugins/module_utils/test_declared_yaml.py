@@ -126,7 +126,7 @@ def edits_one_scalar(case):
         return False
     _data, doc, _bom = load(name)
     entry = doc.entry(args["vmid"], args.get("path"))
-    return keys[0] in [declared_yaml.key_text(key) for key, _value in declared_yaml.own_pairs(entry.node)]
+    return keys[0] in declared_yaml.own_keys(entry.node)
 
 
 SCALAR_EDITS = [case for case in EDITS if edits_one_scalar(case)]
@@ -136,9 +136,9 @@ SCALAR_EDITS = [case for case in EDITS if edits_one_scalar(case)]
 def test_every_byte_outside_the_edited_scalar_is_identical(name, args, lines):
     before, after, plan = edit(name, **args)
     (key,) = plan.changed_keys
-    node = [value for own, value in declared_yaml.own_pairs(plan.entry.node) if own.value == key][0]
-    text, bom = declared_yaml.decode(before, name)
-    start, end = declared_yaml.scalar_span(text, node)
+    _data, doc, bom = load(name)
+    text = doc.text
+    start, end = doc.value_span(doc.entry(args["vmid"], args.get("path")), key)
     offset = len(declared_yaml.BOM) if bom else 0
     start, end = offset + len(text[:start].encode()), offset + len(text[:end].encode())
     grown = len(after) - len(before)
