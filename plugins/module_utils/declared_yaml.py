@@ -37,7 +37,6 @@ try:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.constructor import RoundTripConstructor
     from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
-    from ruamel.yaml.events import DocumentEndEvent, DocumentStartEvent, ScalarEvent
     from ruamel.yaml.nodes import ScalarNode
     from ruamel.yaml.scalarint import ScalarInt
     from ruamel.yaml.scalarstring import (DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString,
@@ -59,6 +58,8 @@ SIZE_MINIMUM_MIB = {"memory": 16, "swap": 0}   # the PVE API's minimums (nodes/{
 SEARCH_DEPTH = 8
 BOM = b"\xef\xbb\xbf"
 STR_TAG = "tag:yaml.org,2002:str"
+_DOCUMENT_START = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n|%[^\n]*\n)*---(?:\s|$)")
+_DOCUMENT_END = re.compile(r"^\.\.\.(?:\s|$)", re.M)
 _NODE_PROPERTIES = re.compile(r"(?:[&!][^\s,\[\]{}]*\s+)*")   # an anchor and/or a tag before a scalar
 
 
@@ -83,7 +84,15 @@ def encode(text, bom):
 # --------------------------------------------------------------------------- scalars
 
 class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor that notes duplicate keys (``{id(mapping): {key: [lines]}}``)."""
+    """ruamel's round-trip constructor that also notes where each scalar is written
+    (``scalars``: ``{(line, column): (start, end)}``, its anchor and tag included) and the duplicate keys
+    (``duplicates``: ``{id(mapping): {key: [lines]}}``)."""
+
+    def construct_object(self, node, deep=False):
+        if isinstance(node, ScalarNode):
+            mark = node.start_mark
+            self.__dict__.setdefault("scalars", {})[(mark.line, mark.column)] = (mark.index, node.end_mark.index)
+        return RoundTripConstructor.construct_object(self, node, deep=deep)
 
     def check_mapping_key(self, node, key_node, mapping, key, value):
         unique = RoundTripConstructor.check_mapping_key(self, node, key_node, mapping, key, value)
@@ -275,10 +284,10 @@ class Document:
         if self.root is None:
             raise DeclaredError("%s holds no YAML document (it is empty or only comments)" % name)
         self.duplicates = self.yaml.constructor.__dict__.get("duplicates", {})
+        self.scalars = self.yaml.constructor.__dict__.get("scalars", {})
         self.places = {}        # id(value) -> [(parent, step)] in document order: an alias adds one
         self.merged_into = {}   # id(mapping) -> the mappings that merge it (<<: *it)
         self._index(self.root, None, None)
-        self._scalars = None
 
     def _index(self, value, parent, step):
         if not isinstance(value, (CommentedMap, CommentedSeq)) and _anchor(value) is None:
@@ -460,21 +469,9 @@ class Document:
 
     # -- the text
 
-    def _parse(self):
-        """``{(line, column): (start, end)}`` of every scalar as written, and whether ``---``/``...`` are written."""
-        if self._scalars is None:
-            self._scalars, self.explicit = {}, [False, False]
-            for event in _yaml().parse(self.source):
-                if isinstance(event, ScalarEvent):
-                    mark = event.start_mark
-                    self._scalars[(mark.line, mark.column)] = (mark.index, event.end_mark.index)
-                elif isinstance(event, (DocumentStartEvent, DocumentEndEvent)):
-                    self.explicit[isinstance(event, DocumentEndEvent)] = bool(event.explicit)
-        return self._scalars
-
     def span(self, mapping, key):
         """``(start, end)`` in :attr:`source` of the scalar ``mapping`` holds at ``key``, its anchor and tag left out."""
-        found = self._parse().get(tuple(mapping.lc.value(key)))
+        found = self.scalars.get(tuple(mapping.lc.value(key)))
         if found is None:
             return None
         return _NODE_PROPERTIES.match(self.source, *found).end(), found[1]
@@ -488,12 +485,12 @@ class Document:
 
     def dump(self, data):
         """``data`` as ruamel writes it with this file's layout (indentation, ``---``, final newline)."""
-        self._parse()
         yaml = _yaml()
         sequence = self.indent or 2
         mapping = sequence - self.offset if self.offset else sequence
         yaml.indent(mapping=mapping, sequence=sequence, offset=self.offset or 0)
-        yaml.explicit_start, yaml.explicit_end = self.explicit
+        yaml.explicit_start = bool(_DOCUMENT_START.match(self.source))
+        yaml.explicit_end = bool(_DOCUMENT_END.search(self.source))
         stream = io.StringIO()
         yaml.dump(data, stream)
         text = stream.getvalue()
