@@ -3,14 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A site's declared CTs in a YAML file (such as ``enva.yaml``): find one CT's entry, read it, edit it.
 
-The file is read with ruamel.yaml's round-trip loader; merge keys, anchors, key order and comments
-are ruamel's. An edit sets the values in the loaded document and dumps it again (quotes preserved,
-the file's own indentation, lines never wrapped). Where ruamel lays out other parts of the file
-differently from how they are written (a comment after a merge key, a local tag such as
-``!!int "1024"``, a flow collection over several lines), the edit ruamel made is carried over
-onto the original text instead (:func:`_carry_over`). Either way the result must pass
-:func:`_check`: every byte outside the edited values is the original's, the added keys are
-exactly the ones asked for, and the file reads back as the edited document.
+The file is loaded with ruamel.yaml's round-trip loader (merge keys, anchors, comments, quotes kept),
+edited in memory and dumped again with the file's own indentation, lines never wrapped. The result must
+pass :func:`_check`: every byte outside the edited values is the original's, and the keys added are
+exactly the ones asked for. Where ruamel writes other lines of the file differently from how they are
+written (it drops a comment before ``---``, moves one after a merge key, drops a local tag such as
+``!!int "1024"``, joins a flow collection written over several lines), the dump fails that check, and
+the edit ruamel made is carried over onto the original text instead (:func:`_carry_over`), checked the
+same way. The edited text is then read back and must be the edited document.
 
 Where the entries are (``path`` of :meth:`Document.entries`):
 
@@ -28,6 +28,7 @@ import io
 import json
 import re
 import traceback
+from collections import namedtuple
 from difflib import SequenceMatcher
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import SIZE_FORMS, format_like, parse_mib
@@ -57,10 +58,11 @@ SIZE_KEYS = ("memory", "swap")
 SIZE_MINIMUM_MIB = {"memory": 16, "swap": 0}   # the PVE API's minimums (nodes/{node}/lxc/{vmid}/config)
 SEARCH_DEPTH = 8
 BOM = b"\xef\xbb\xbf"
-STR_TAG = "tag:yaml.org,2002:str"
+_PROPERTIES = re.compile(r"(?:[&!][^\s,\[\]{}]*\s+)*")   # an anchor and/or a tag before a scalar
 _DOCUMENT_START = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n|%[^\n]*\n)*---(?:\s|$)")
 _DOCUMENT_END = re.compile(r"^\.\.\.(?:\s|$)", re.M)
-_NODE_PROPERTIES = re.compile(r"(?:[&!][^\s,\[\]{}]*\s+)*")   # an anchor and/or a tag before a scalar
+
+Change = namedtuple("Change", "key desired size")
 
 
 class DeclaredError(Exception):
@@ -84,33 +86,28 @@ def encode(text, bom):
 # --------------------------------------------------------------------------- scalars
 
 class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor that also notes where each scalar is written
-    (``scalars``: ``{(line, column): (start, end)}``, its anchor and tag included) and the duplicate keys
-    (``duplicates``: ``{id(mapping): {key: [lines]}}``)."""
+    """ruamel's round-trip constructor, noting where each scalar is written (``scalars``:
+    ``{(line, column): (start, end)}``) and the duplicate keys (``duplicates``: ``{id(mapping): {key: lines}}``)."""
 
     def construct_object(self, node, deep=False):
         if isinstance(node, ScalarNode):
-            mark = node.start_mark
-            self.__dict__.setdefault("scalars", {})[(mark.line, mark.column)] = (mark.index, node.end_mark.index)
+            start = node.start_mark
+            self.__dict__.setdefault("scalars", {})[(start.line, start.column)] = (start.index, node.end_mark.index)
         return RoundTripConstructor.construct_object(self, node, deep=deep)
 
     def check_mapping_key(self, node, key_node, mapping, key, value):
-        unique = RoundTripConstructor.check_mapping_key(self, node, key_node, mapping, key, value)
-        if not unique:
-            lines = self.__dict__.setdefault("duplicates", {}).setdefault(id(mapping), {}).setdefault(
-                key, [mapping.lc.key(key)[0] + 1])
-            lines.append(key_node.start_mark.line + 1)
-        return unique
+        if RoundTripConstructor.check_mapping_key(self, node, key_node, mapping, key, value):
+            return True
+        self.__dict__.setdefault("duplicates", {}).setdefault(id(mapping), {}).setdefault(
+            key, [mapping.lc.key(key)[0] + 1]).append(key_node.start_mark.line + 1)
+        return False
 
 
 def _yaml(version=None):
     yaml = YAML(typ="rt")
     yaml.Constructor = _Constructor
-    yaml.allow_duplicate_keys = True
-    yaml.preserve_quotes = True
-    yaml.width = 1 << 30
-    if version:
-        yaml.version = version
+    yaml.allow_duplicate_keys, yaml.preserve_quotes, yaml.width = True, True, 1 << 30
+    yaml.version = version
     return yaml
 
 
@@ -118,22 +115,18 @@ def scalar_text(value):
     """The YAML text of a Python scalar: ``true``, ``2048``, ``1.5``, a string as is."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return value
+    return repr(value) if isinstance(value, (int, float)) else value
 
 
 def _reads_plain_as(text, kind):
     """Whether ``text``, unquoted, is one plain scalar that YAML 1.2 and 1.1 both read as ``kind``."""
     for version in (None, (1, 1)):
         try:
-            node = _yaml(version).compose("[%s]" % text)
+            items = _yaml(version).compose("[%s]" % text).value
         except YAMLError:
             return False
-        if len(node.value) != 1 or not isinstance(node.value[0], ScalarNode) or node.value[0].style:
-            return False
-        item = node.value[0]
-        if item.value != text or not item.tag.endswith(":" + kind):
+        if len(items) != 1 or not isinstance(items[0], ScalarNode) or items[0].style or items[0].value != text \
+                or not items[0].tag.endswith(":" + kind):
             return False
     return True
 
@@ -160,19 +153,14 @@ def plain(value):
         return dict((str(key), plain(item)) for key, item in value.items())
     if isinstance(value, (list, tuple, set)):
         return [plain(item) for item in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return bool(value) if type(value).__name__ == "ScalarBoolean" else int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "value"):       # a TaggedScalar (!vault and other local tags)
-        return plain(value.value)
-    return str(value)
+    for kind in (bool, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None or hasattr(value, "isoformat"):
+        return value and value.isoformat()
+    return plain(value.value) if hasattr(value, "value") else str(value)    # a TaggedScalar (!vault ...)
 
 
 def _same_scalar(current, desired):
@@ -187,8 +175,7 @@ def _kind_of(value):
 
 
 def _anchor(value):
-    anchor = getattr(value, "anchor", None)
-    return getattr(anchor, "value", None)
+    return getattr(getattr(value, "anchor", None), "value", None)
 
 
 def _quoted(value):
@@ -197,42 +184,31 @@ def _quoted(value):
 
 # --------------------------------------------------------------------------- entries
 
+class _Index(int):
+    """A list index among the steps to an entry (a key of a mapping keyed by VMID is an int too)."""
+
+
 def own_keys(mapping):
     """The mapping's own keys, merge keys left out."""
     return [key for key, _value in mapping.non_merged_items()]
 
 
-def merge_sources(mapping):
-    return list(getattr(mapping, "_yaml_merge", None) or [])
-
-
 def vmid_of(value):
     """The VMID a key or value holds (an integer or a string of digits), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0 and type(value).__name__ != "ScalarBoolean":
-        return int(value)
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        return int(value)
-    return None
-
-
-def item_vmid(mapping):
-    """The VMID of a list item: its ``vmid``, else ``ctid``, else ``id`` key (merged ones count); else None."""
-    for name in ID_KEYS:
-        if name in mapping:
-            return vmid_of(mapping[name])
-    return None
+    if isinstance(value, int) and not isinstance(value, bool) and type(value).__name__ != "ScalarBoolean":
+        return int(value) if value >= 0 else None
+    return int(value) if isinstance(value, str) and value.isdigit() and value.isascii() else None
 
 
 def collection_entries(value):
-    """``[(vmid, step, entry mapping)]`` when ``value`` holds CT entries, else None (step: index or key)."""
+    """``[(vmid, step, entry mapping)]`` when ``value`` holds CT entries, else None."""
     if isinstance(value, CommentedSeq):
-        found = [(item_vmid(item), _Index(index), item) for index, item in enumerate(value)
-                 if isinstance(item, CommentedMap)]
+        found = [(next((vmid_of(item[key]) for key in ID_KEYS if key in item), None), _Index(index), item)
+                 for index, item in enumerate(value) if isinstance(item, CommentedMap)]
         return [entry for entry in found if entry[0] is not None] or None
-    if isinstance(value, CommentedMap):
-        pairs = list(value.non_merged_items())
-        if pairs and all(vmid_of(key) is not None for key, _value in pairs):
-            return [(vmid_of(key), key, item) for key, item in pairs if isinstance(item, CommentedMap)] or None
+    pairs = list(value.non_merged_items()) if isinstance(value, CommentedMap) else []
+    if pairs and all(vmid_of(key) is not None for key, _value in pairs):
+        return [(vmid_of(key), key, item) for key, item in pairs if isinstance(item, CommentedMap)] or None
     return None
 
 
@@ -242,38 +218,26 @@ def _join(label, step):
     return "%s.%s" % (label, step) if label else str(step)
 
 
-class _Index(int):
-    """A list index among the steps (so that a mapping keyed by VMID 2017 and item 2017 differ)."""
-
-
 class Entry:
-    """One CT's entry: its VMID, mapping, and the steps from the document's root to it."""
+    """One CT's entry: its VMID, mapping, and the steps ``[(parent, step, child)]`` from the document's root."""
 
     def __init__(self, vmid, node, steps, label, collection):
-        self.vmid = vmid
-        self.node = node
-        self.steps = steps            # [(parent, _Index or key, child)]
+        self.vmid, self.node, self.steps = vmid, node, steps
         self.label = label            # where it is, e.g. containers[0] or lxc.2017
         self.collection = collection  # where its list or mapping is, e.g. containers ("" at the top)
+        self.line = node.lc.line + 1
 
-    @property
-    def line(self):
-        return self.node.lc.line + 1
-
-
-# --------------------------------------------------------------------------- the document
 
 class Document:
     """A YAML document (one per file) loaded for round-trip, with what edits need to know about it."""
 
     def __init__(self, text, name):
-        self.text = text
-        self.name = name
+        self.text, self.name = text, name
         self.crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
         self.source = text.replace("\r\n", "\n") if self.crlf else text     # what ruamel reads and writes
-        self.yaml = _yaml()
+        yaml = _yaml()
         try:
-            self.root, self.indent, self.offset = load_yaml_guess_indent(self.source, yaml=self.yaml)
+            self.root, self.indent, self.offset = load_yaml_guess_indent(self.source, yaml=yaml)
         except MarkedYAMLError as error:
             if "another document" in (error.problem or ""):
                 raise DeclaredError("%s holds more than one YAML document (the second starts at line %d); declared_ct "
@@ -283,31 +247,26 @@ class Document:
             raise DeclaredError("%s is not valid YAML: %s" % (name, error))
         if self.root is None:
             raise DeclaredError("%s holds no YAML document (it is empty or only comments)" % name)
-        self.duplicates = self.yaml.constructor.__dict__.get("duplicates", {})
-        self.scalars = self.yaml.constructor.__dict__.get("scalars", {})
+        self.duplicates = yaml.constructor.__dict__.get("duplicates", {})
+        self.scalars = yaml.constructor.__dict__.get("scalars", {})
         self.places = {}        # id(value) -> [(parent, step)] in document order: an alias adds one
         self.merged_into = {}   # id(mapping) -> the mappings that merge it (<<: *it)
         self._index(self.root, None, None)
 
+    construct = staticmethod(plain)     # the plain Python value of a node of the document, merge keys applied
+
     def _index(self, value, parent, step):
         if not isinstance(value, (CommentedMap, CommentedSeq)) and _anchor(value) is None:
             return
-        seen = id(value) in self.places
         self.places.setdefault(id(value), []).append((parent, step))
-        if seen:
+        if len(self.places[id(value)]) > 1:
             return
-        if isinstance(value, CommentedMap):
-            for source in merge_sources(value):
-                self.merged_into.setdefault(id(source), []).append(value)
-            for key, item in value.non_merged_items():
-                self._index(item, value, key)
-        elif isinstance(value, CommentedSeq):
-            for index, item in enumerate(value):
-                self._index(item, value, _Index(index))
-
-    def construct(self, node):
-        """The plain Python value of ``node`` (merge keys applied)."""
-        return plain(node)
+        for source in value.merge if isinstance(value, CommentedMap) else []:
+            self.merged_into.setdefault(id(source), []).append(value)
+        children = value.non_merged_items() if isinstance(value, CommentedMap) else \
+            [(_Index(index), item) for index, item in enumerate(value)] if isinstance(value, CommentedSeq) else []
+        for key, item in children:
+            self._index(item, value, key)
 
     def line(self, parent, step, key=False):
         """The line (from 1) of what ``parent`` holds at ``step`` (of its key with ``key``)."""
@@ -323,25 +282,21 @@ class Document:
         """Every CT entry in the collections ``path`` names (dotted keys) or, without it, that are found."""
         if path:
             value, steps, label, line = self._follow(path)
-            found = collection_entries(value)
-            if found is None:
+            collections = [(collection_entries(value), steps, label)]
+            if collections[0][0] is None:
                 raise DeclaredError(
                     "%s: %s (line %d) is %s that holds no CT entries; path must name a list of mappings with "
                     "a %s key, or a mapping keyed by VMID" % (self.name, path, line, _kind_of(value), ", ".join(ID_KEYS)))
-            collections = [(found, steps, label)]
         else:
-            collections = self._search()
+            collections = []
+            self._search(self.root, [], "", set(), collections)
             if not collections:
                 raise DeclaredError(
                     "%s declares no CTs that declared_ct can find: no list of mappings with a %s key and no "
                     "mapping keyed by VMID (searched %d levels deep). Set path to where the CTs are."
                     % (self.name, ", ".join(ID_KEYS), SEARCH_DEPTH))
-        entries = []
-        for found, steps, label in collections:
-            parent = steps[-1][2] if steps else self.root
-            for vmid, step, node in found:
-                entries.append(Entry(vmid, node, steps + [(parent, step, node)], _join(label, step), label))
-        return entries
+        return [Entry(vmid, node, steps + [(steps[-1][2] if steps else self.root, step, node)], _join(label, step), label)
+                for found, steps, label in collections for vmid, step, node in found]
 
     def _follow(self, path):
         value, steps, label, parent, step = self.root, [], "", None, None
@@ -355,58 +310,44 @@ class Document:
                 raise DeclaredError("%s: path %s: %s has no key %s; its keys: %s"
                                     % (self.name, path, label or "the document", part,
                                        ", ".join(str(key) for key in own_keys(value)) or "none"))
-            lines = [line for key in matches for line in self.duplicates.get(id(value), {}).get(key, [])] or \
-                [self.line(value, key, key=True) for key in matches]
-            if len(lines) > 1:
+            lines = [line for key in matches for line in self.duplicates.get(id(value), {}).get(key, [])]
+            if len(matches) > 1 or lines:
+                lines = lines or [self.line(value, key, key=True) for key in matches]
                 raise DeclaredError("%s: path %s: the key %s appears %d times under %s (lines %s); remove the "
                                     "duplicate" % (self.name, path, part, len(lines), label or "the document",
                                                    ", ".join(str(line) for line in lines)))
-            parent, step = value, matches[0]
-            value = value[step]
+            parent, step, value, label = value, matches[0], value[matches[0]], _join(label, matches[0])
             steps = steps + [(parent, step, value)]
-            label = _join(label, step)
         return value, steps, label, self.line(parent, step)
 
-    def _search(self):
-        """``[(entries, steps, label)]`` of every collection of CT entries, in document order."""
-        collections = []
-        seen = set()
-
-        def visit(value, steps, label, depth):
-            if id(value) in seen or depth > SEARCH_DEPTH:
-                return
-            seen.add(id(value))
-            found = collection_entries(value)
-            if found is not None:
-                collections.append((found, steps, label))
-                return
-            if isinstance(value, CommentedMap):
-                children = list(value.non_merged_items())
-            elif isinstance(value, CommentedSeq):
-                children = [(_Index(index), item) for index, item in enumerate(value)]
-            else:
-                return
-            for step, child in children:
-                if isinstance(child, (CommentedMap, CommentedSeq)):
-                    visit(child, steps + [(value, step, child)], _join(label, step), depth + 1)
-
-        visit(self.root, [], "", 0)
-        return collections
+    def _search(self, value, steps, label, seen, collections):
+        """Adds ``(entries, steps, label)`` of every collection of CT entries to ``collections``, in document order."""
+        if id(value) in seen or len(steps) > SEARCH_DEPTH:
+            return
+        seen.add(id(value))
+        found = collection_entries(value)
+        if found is not None:
+            collections.append((found, steps, label))
+            return
+        children = value.non_merged_items() if isinstance(value, CommentedMap) else enumerate(value)
+        for step, child in children:
+            if isinstance(child, (CommentedMap, CommentedSeq)):
+                step = step if isinstance(value, CommentedMap) else _Index(step)
+                self._search(child, steps + [(value, step, child)], _join(label, step), seen, collections)
 
     def entry(self, vmid, path=None):
         """The one entry of CT ``vmid``; DeclaredError when there is none or more than one."""
         entries = self.entries(path)
         matches = [entry for entry in entries if entry.vmid == vmid]
         if not matches:
-            known = ", ".join(str(known_vmid) for known_vmid in sorted(set(entry.vmid for entry in entries)))
-            places = ", ".join(sorted(set(entry.collection or "the top level" for entry in entries)))
             raise DeclaredError("CT %d is not declared in %s%s: it declares CTs %s (in %s). Add its entry, or "
-                                "check vmid and path." % (vmid, self.name, " under %s" % path if path else "",
-                                                          known, places))
+                                "check vmid and path." % (
+                                    vmid, self.name, " under %s" % path if path else "",
+                                    ", ".join(str(known) for known in sorted(set(entry.vmid for entry in entries))),
+                                    ", ".join(sorted(set(entry.collection or "the top level" for entry in entries)))))
         if len(matches) > 1:
-            where = ", ".join("%s (line %d)" % (entry.label, entry.line) for entry in matches)
             raise DeclaredError("CT %d is declared %d times in %s: %s. Which one is meant is ambiguous: remove the "
-                                "duplicate%s." % (vmid, len(matches), self.name, where,
+                                "duplicate%s." % (vmid, len(matches), self.name, _places(matches),
                                                   "" if path else ", or name the list to use with path"))
         return matches[0]
 
@@ -416,55 +357,52 @@ class Document:
         by_vmid = {}
         for entry in entries:
             by_vmid.setdefault(entry.vmid, []).append(entry)
-        duplicates = dict((vmid, found) for vmid, found in by_vmid.items() if len(found) > 1)
+        duplicates = sorted((vmid, found) for vmid, found in by_vmid.items() if len(found) > 1)
         if duplicates:
             raise DeclaredError("%s declares some CTs more than once: %s. Remove the duplicates%s." % (
-                self.name,
-                "; ".join("CT %d at %s" % (vmid, ", ".join("%s (line %d)" % (entry.label, entry.line)
-                                                           for entry in found))
-                          for vmid, found in sorted(duplicates.items())),
+                self.name, "; ".join("CT %d at %s" % (vmid, _places(found)) for vmid, found in duplicates),
                 "" if path else ", or name the list to read with path"))
         return entries
 
     # -- what an edit would also change
 
-    def _alias_lines(self, value):
-        return ", ".join(str(self.line(parent, step, key=True)) for parent, step in self.places[id(value)][1:])
-
-    def _inheritors(self, mapping, key, seen=None):
+    def _inheritors(self, mapping, key, seen):
         """Mappings that see ``key`` of ``mapping`` through merge keys (directly or further down)."""
-        seen = set() if seen is None else seen
         found = []
         for user in self.merged_into.get(id(mapping), []):
-            if id(user) in seen or key in own_keys(user):
-                continue
-            seen.add(id(user))
-            found.append(user)
-            found.extend(self._inheritors(user, key, seen))
+            if id(user) not in seen and key not in own_keys(user):
+                seen.add(id(user))
+                found += [user] + self._inheritors(user, key, seen)
         return found
+
+    def _shared(self, value):
+        """``(line of the anchor, lines of the aliases)`` when ``value`` is written in more than one place."""
+        places = self.places.get(id(value), [])
+        if len(places) > 1:
+            return self.line(*places[0]), ", ".join(str(self.line(*place, key=True)) for place in places[1:])
+        return None
 
     def sharing(self, entry, key, value=None):
         """Why setting ``key`` in ``entry`` would change other places of the document too; None if it would not."""
-        if len(self.places.get(id(value), [])) > 1:
+        if self._shared(value):
             return ("its value is the anchor &%s (line %d), which is also used at line %s; changing it would change "
                     "those too. Give CT %d a value of its own (%s: <value> instead of the alias), then run again"
-                    % (_anchor(value), self.line(*self.places[id(value)][0]), self._alias_lines(value), entry.vmid,
-                       key))
+                    % ((_anchor(value),) + self._shared(value) + (entry.vmid, key)))
         for _parent, step, child in entry.steps:
-            if len(self.places.get(id(child), [])) > 1:
+            if self._shared(child):
                 return ("%s (line %d) is the anchor &%s, which is also used at line %s; changing it would change "
-                        "those too" % ("CT %d's entry" % entry.vmid if child is entry.node else
-                                       "item %d" % step if isinstance(step, _Index) else step,
-                                       self.line(*self.places[id(child)][0]), _anchor(child), self._alias_lines(child)))
+                        "those too" % ("CT %d's entry" % entry.vmid if child is entry.node else "item %d" % step
+                                       if isinstance(step, _Index) else step, self._shared(child)[0], _anchor(child),
+                                       self._shared(child)[1]))
         chain = [(parent, step) for parent, step, _child in entry.steps if isinstance(parent, CommentedMap)]
         for mapping, name in chain + [(entry.node, key)]:
-            inheritors = self._inheritors(mapping, name)
-            if inheritors:
+            users = self._inheritors(mapping, name, set())
+            if users:
                 return ("%s (line %d) is the anchor &%s, merged (<<: *%s) at line %s without a %s of its own; "
                         "changing it would change those too. Set %s there, or edit by hand"
                         % ("CT %d's entry" % entry.vmid if mapping is entry.node else "the mapping",
                            mapping.lc.line + 1, _anchor(mapping), _anchor(mapping),
-                           ", ".join(str(user.lc.line + 1) for user in inheritors), name, name))
+                           ", ".join(str(user.lc.line + 1) for user in users), name, name))
         return None
 
     # -- the text
@@ -472,29 +410,28 @@ class Document:
     def span(self, mapping, key):
         """``(start, end)`` in :attr:`source` of the scalar ``mapping`` holds at ``key``, its anchor and tag left out."""
         found = self.scalars.get(tuple(mapping.lc.value(key)))
-        if found is None:
-            return None
-        return _NODE_PROPERTIES.match(self.source, *found).end(), found[1]
+        return found and (_PROPERTIES.match(self.source, *found).end(), found[1])
 
     def value_span(self, entry, key):
         """:meth:`span` of the entry's own ``key``, in :attr:`text` (CRLF counted)."""
-        start, end = self.span(entry.node, key)
-        if self.crlf:
-            start, end = start + self.source.count("\n", 0, start), end + self.source.count("\n", 0, end)
-        return start, end
+        return tuple(at + (self.source.count("\n", 0, at) if self.crlf else 0) for at in self.span(entry.node, key))
 
     def dump(self, data):
         """``data`` as ruamel writes it with this file's layout (indentation, ``---``, final newline)."""
         yaml = _yaml()
         sequence = self.indent or 2
-        mapping = sequence - self.offset if self.offset else sequence
-        yaml.indent(mapping=mapping, sequence=sequence, offset=self.offset or 0)
+        yaml.indent(mapping=sequence - self.offset if self.offset else sequence, sequence=sequence,
+                    offset=self.offset or 0)
         yaml.explicit_start = bool(_DOCUMENT_START.match(self.source))
         yaml.explicit_end = bool(_DOCUMENT_END.search(self.source))
         stream = io.StringIO()
         yaml.dump(data, stream)
         text = stream.getvalue()
         return text[:-1] if text.endswith("\n") and not self.source.endswith("\n") else text
+
+
+def _places(entries):
+    return ", ".join("%s (line %d)" % (entry.label, entry.line) for entry in entries)
 
 
 def _describe_yaml_error(error):
@@ -504,10 +441,8 @@ def _describe_yaml_error(error):
 
     problem, context = error.problem, error.context
     if problem and error.problem_mark is not None:
-        message = "%s: %s" % (at(error.problem_mark), problem)
-        if context:
-            message += " (%s%s)" % (context, " at %s" % at(error.context_mark) if error.context_mark else "")
-        return message
+        return "%s: %s%s" % (at(error.problem_mark), problem, " (%s%s)" % (
+            context, " at %s" % at(error.context_mark) if error.context_mark else "") if context else "")
     mark = error.context_mark or error.problem_mark
     what = " ".join(part for part in (context, problem) if part) or str(error)
     return "%s: %s" % (at(mark), what) if mark is not None else what
@@ -515,28 +450,18 @@ def _describe_yaml_error(error):
 
 # --------------------------------------------------------------------------- edits
 
-class Change:
-    """One key to set: memory/swap in MiB, or any other key to a scalar."""
-
-    def __init__(self, key, desired):
-        self.key = key
-        self.desired = desired
-        self.size = key in SIZE_KEYS
-
-
 def changes_from(memory=None, swap=None, settings=None):
     """The Change list of the module's options; DeclaredError for values that cannot be set."""
     changes = []
     for key, value in (("memory", memory), ("swap", swap)):
-        if value is None:
-            continue
-        try:
-            mib = parse_mib(value)
-        except ValueError as error:
-            raise DeclaredError("%s: %s" % (key, error))
-        if mib < SIZE_MINIMUM_MIB[key]:
-            raise DeclaredError("%s: %d MiB is below PVE's minimum of %d MiB" % (key, mib, SIZE_MINIMUM_MIB[key]))
-        changes.append(Change(key, mib))
+        if value is not None:
+            try:
+                mib = parse_mib(value)
+            except ValueError as error:
+                raise DeclaredError("%s: %s" % (key, error))
+            if mib < SIZE_MINIMUM_MIB[key]:
+                raise DeclaredError("%s: %d MiB is below PVE's minimum of %d MiB" % (key, mib, SIZE_MINIMUM_MIB[key]))
+            changes.append(Change(key, mib, True))
     for key, value in (settings or {}).items():
         if key in SIZE_KEYS:
             raise DeclaredError("set: %s has an option of its own; use %s: %s" % (key, key, value))
@@ -544,52 +469,36 @@ def changes_from(memory=None, swap=None, settings=None):
             raise DeclaredError("set: %s identifies the CT's entry and is not changed by declared_ct" % key)
         if not isinstance(value, (str, int, float, bool)):
             raise DeclaredError("set: %s must be a string, number or boolean, not %s" % (key, type(value).__name__))
-        changes.append(Change(key, value))
+        changes.append(Change(key, value, False))
     return changes
 
 
 class Plan:
-    """What an edit of one entry does: the new text, the entry before and after, and how it was made."""
+    """What an edit of one entry does: the new text, the entry before and after, and how the text was made
+    (``method``: "round-trip", "carried over" (see :func:`_carry_over`), None when nothing changes)."""
 
     def __init__(self, entry, before, after, new_text, changed_keys, method=None):
-        self.entry = entry
-        self.before = before
-        self.after = after
-        self.new_text = new_text
-        self.changed_keys = changed_keys
-        self.method = method        # "round-trip", "carried over" (see _carry_over), None when nothing changes
-
-    @property
-    def changed(self):
-        return bool(self.changed_keys)
-
-
-def _owner(mapping, key):
-    """The mapping whose own ``key`` ``mapping`` reads (itself, or one it merges)."""
-    if key in own_keys(mapping):
-        return mapping
-    for source in merge_sources(mapping):
-        if key in source:
-            return _owner(source, key)
-    return mapping
+        self.entry, self.before, self.after, self.new_text = entry, before, after, new_text
+        self.changed_keys, self.method, self.changed = changed_keys, method, bool(changed_keys)
 
 
 def _holds(doc, entry, change):
     """Whether the entry's value for the change's key (its own or merged) already is what is asked."""
-    current, owner = entry.node[change.key], _owner(entry.node, change.key)
+    current, owner = entry.node[change.key], entry.node
+    while change.key not in own_keys(owner):
+        owner = next(source for source in owner.merge if change.key in source)
     where = "%s of CT %d (%s.%s, line %d)" % (change.key, entry.vmid, entry.label, change.key,
                                               doc.line(owner, change.key, key=True))
+    if isinstance(current, (dict, list)):
+        raise DeclaredError("%s is %s%s" % (where, _kind_of(current), ", not a size; it must be %s" % SIZE_FORMS
+                                            if change.size else "; set only changes scalar values"))
+    if change.size and current is None:
+        raise DeclaredError("%s is empty (null); it must be %s" % (where, SIZE_FORMS))
     if change.size:
-        if isinstance(current, (dict, list)):
-            raise DeclaredError("%s is %s, not a size; it must be %s" % (where, _kind_of(current), SIZE_FORMS))
-        if current is None:
-            raise DeclaredError("%s is empty (null); it must be %s" % (where, SIZE_FORMS))
         try:
             return parse_mib(plain(current)) == change.desired
         except ValueError as error:
             raise DeclaredError("%s: %s" % (where, error))
-    if isinstance(current, (dict, list)):
-        raise DeclaredError("%s is %s; set only changes scalar values" % (where, _kind_of(current)))
     if _quoted(current):                    # quoted: the text is what counts
         return current == scalar_text(change.desired)
     return _same_scalar(plain(current), change.desired)
@@ -598,64 +507,52 @@ def _holds(doc, entry, change):
 def _new_value(change, current):
     """The value to set, in the style of ``current`` (None for a key the entry does not have yet)."""
     anchor = _anchor(current)
-    if change.size and isinstance(current, str):
-        text = format_like(change.desired, current)          # '1G' -> '2G', "1024" -> "2048"
-    else:
-        text = scalar_text(change.desired)
+    sized = change.size and isinstance(current, str)
+    text = format_like(change.desired, current) if sized else scalar_text(change.desired)   # '1G' -> '2G'
     if _quoted(current):
         return type(current)(text, anchor=anchor)
-    if change.size and not isinstance(current, str):
-        return ScalarInt(change.desired, anchor=anchor) if anchor else change.desired
-    if not isinstance(change.desired, str) and not change.size:
-        return change.desired
+    if not sized and not isinstance(change.desired, str):
+        return ScalarInt(change.desired, anchor=anchor) if anchor and change.size else change.desired
     if not _reads_plain_as(text, "str"):
         return SingleQuotedScalarString(text, anchor=anchor)
     return PlainScalarString(text, anchor=anchor) if anchor else text
 
 
-def _written(value):
-    """How ruamel writes the scalar ``value`` (its anchor left out)."""
-    if _quoted(value):
-        return quote(str(value), "'" if isinstance(value, SingleQuotedScalarString) else '"')
-    return scalar_text(plain(value))
-
-
 def _keep_layout(doc, node, values, added):
     """Comments stay where they are written when values change length or keys are added.
 
-    ruamel keeps an end-of-line comment at its column (the spaces before it change when the value
-    grows or shrinks), and writes a key added to a mapping after the comment lines that follow its
-    last key (which belong to what comes next). So the comment's column moves with the value, and the
-    lines after the last key move after the added one.
+    ruamel keeps an end-of-line comment at its column (the spaces before it change when the value grows
+    or shrinks), and writes a key added to a mapping after the comment lines that follow its last key
+    (which belong to what comes next). So the comment's column moves with the value, and the lines after
+    the last key move after the added one.
     """
     for key in set(values) - set(added):
-        token = (node.ca.items.get(key) or [None] * 4)[2]
-        span = doc.span(node, key)
+        token, span = (node.ca.items.get(key) or [None] * 4)[2], doc.span(node, key)
         if token is not None and span and not token.value.startswith("\n"):
-            column = token.start_mark.column + len(_written(values[key])) - (span[1] - span[0])
-            node.ca.items[key][2] = CommentToken(token.value, CommentMark(column))
+            value = values[key]
+            written = quote(value, "'" if isinstance(value, SingleQuotedScalarString) else '"') if _quoted(value) \
+                else scalar_text(plain(value))
+            node.ca.items[key][2] = CommentToken(token.value, CommentMark(
+                token.start_mark.column + len(written) - (span[1] - span[0])))
     last = own_keys(node)[-1] if own_keys(node) else None
     token = (node.ca.items.get(last) or [None] * 4)[2]
     if not added or token is None or node.fa.flow_style():
         return
-    if isinstance(node[last], (LiteralScalarString, FoldedScalarString)):     # the blank lines after it
-        head, tail = "", "\n" + token.value
-    else:
-        head, tail = token.value.split("\n", 1)[0] + "\n", "\n" + token.value.split("\n", 1)[1]
-    if tail != "\n":
-        node.ca.items[last][2] = CommentToken(head, token.start_mark) if head.strip() else None
-        node.ca.items.setdefault(added[-1], [None] * 4)[2] = CommentToken(tail, CommentMark(0))
+    head, tail = token.value.split("\n", 1)
+    if isinstance(node[last], (LiteralScalarString, FoldedScalarString)):   # its newline ends the scalar
+        head, tail = "", token.value
+    if tail:
+        node.ca.items[last][2] = CommentToken(head + "\n", token.start_mark) if head.strip() else None
+        node.ca.items.setdefault(added[-1], [None] * 4)[2] = CommentToken("\n" + tail, CommentMark(0))
 
 
 def plan_edit(doc, vmid, changes, path=None):
     """The Plan that sets ``changes`` in CT ``vmid``'s entry of ``doc``; the file itself is not written.
 
-    The document's data is edited (so ``doc`` serves one plan).
+    The document's data is edited, so ``doc`` serves one plan.
     """
     entry = doc.entry(vmid, path)
-    node = entry.node
-    before = plain(node)
-    own = own_keys(node)
+    node, before = entry.node, plain(entry.node)
     values, added, items, spans = {}, [], [], []
     for change in changes:
         key = change.key
@@ -665,34 +562,28 @@ def plan_edit(doc, vmid, changes, path=None):
                                 % (vmid, entry.label, entry.line, key, len(lines), ", ".join(map(str, lines))))
         if key in node and _holds(doc, entry, change):
             continue
-        if key in own:
-            current = node[key]
-            if isinstance(current, (LiteralScalarString, FoldedScalarString)):
-                raise DeclaredError("%s of CT %d (line %d) is a block scalar (%s); declared_ct does not rewrite those"
-                                    % (key, vmid, doc.line(node, key, key=True),
-                                       "|" if isinstance(current, LiteralScalarString) else ">"))
-            problem = doc.sharing(entry, key, current)
-            if problem:
-                raise DeclaredError("%s of CT %d cannot be changed alone: %s." % (key, vmid, problem))
-            values[key] = _new_value(change, current)
+        current = node[key] if key in own_keys(node) else None
+        if isinstance(current, (LiteralScalarString, FoldedScalarString)):
+            raise DeclaredError("%s of CT %d (line %d) is a block scalar (%s); declared_ct does not rewrite those"
+                                % (key, vmid, doc.line(node, key, key=True),
+                                   "|" if isinstance(current, LiteralScalarString) else ">"))
+        problem = doc.sharing(entry, key, current)
+        if problem:
+            raise DeclaredError("%s of CT %d cannot be %s alone: %s." % (
+                key, vmid, "changed" if key in own_keys(node) else "added", problem))
+        values[key] = _new_value(change, current)
+        if key in own_keys(node):
             spans.append(doc.span(node, key))
         else:                               # absent, or only merged in: a key of its own
-            problem = doc.sharing(entry, key)
-            if problem:
-                raise DeclaredError("%s of CT %d cannot be added alone: %s." % (key, vmid, problem))
-            values[key] = _new_value(change, None)
             added.append(key)
             items.append("%s: %s" % (render(key), render(change.desired)))
     if not values:
         return Plan(entry, before, before, doc.text, [])
     new_text, method = _edited_text(doc, node, values, added, items, [span for span in spans if span])
-    if doc.crlf:
-        new_text = new_text.replace("\n", "\r\n")
-    new_doc = Document(new_text, doc.name)
+    new_doc = Document(new_text.replace("\n", "\r\n") if doc.crlf else new_text, doc.name)
     if plain(new_doc.root) != plain(doc.root):
-        _refuse(doc, "the edited text reads back differently from the edited document")
-    after = plain(new_doc.entry(vmid, path).node)
-    return Plan(entry, before, after, new_text, list(values), method)
+        _refuse(doc, "the edited text does not read back as the edited document")
+    return Plan(entry, before, plain(new_doc.entry(vmid, path).node), new_doc.text, list(values), method)
 
 
 def _refuse(doc, why):
@@ -701,19 +592,19 @@ def _refuse(doc, why):
 
 
 def _edited_text(doc, node, values, added, items, spans):
-    """``(text, method)``: the document dumped by ruamel with ``values`` set, or that edit carried over."""
+    """``(text, method)``: the document as ruamel dumps it with ``values`` set, or that edit carried over."""
     _keep_layout(doc, node, values, added)
     for key, value in values.items():
         node[key] = value
     edited = doc.dump(doc.root)
-    column = node.lc.key(own_keys(node)[0])[1] if own_keys(node) else 0
+    column = node.lc.key(own_keys(node)[0])[1]
     problem = _check(doc.source, edited, spans, items, column)
     if problem is None:
         return edited, "round-trip"
     carried = _carry_over(doc.source, doc.dump(_yaml().load(doc.source)), edited)
     if carried is not None and _check(doc.source, carried, spans, items, column) is None:
         return carried, "carried over"
-    _refuse(doc, "ruamel.yaml would also change line %d: %s" % problem)
+    return _refuse(doc, "ruamel.yaml would also change line %d: %s" % problem)
 
 
 # --------------------------------------------------------------------------- the byte-level check
@@ -733,33 +624,33 @@ def _opcodes(old, new, chars=True):
     """Opcodes (tag, i1, i2, j1, j2) turning ``old`` into ``new``: by lines, then (``chars``) by characters."""
     head, tail = _common(old, new)
     yield "equal", 0, head, 0, head
-    a, b = old[head:len(old) - tail].splitlines(True), new[head:len(new) - tail].splitlines(True)
-    at, bt = [head], [head]
-    for line in a:
-        at.append(at[-1] + len(line))
-    for line in b:
-        bt.append(bt[-1] + len(line))
+    lines = (old[head:len(old) - tail].splitlines(True), new[head:len(new) - tail].splitlines(True))
+    starts = [[head], [head]]
+    for side in (0, 1):
+        for line in lines[side]:
+            starts[side].append(starts[side][-1] + len(line))
+    (at, bt), (a, b) = starts, lines
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag == "equal" or not chars:
             yield tag, at[i1], at[i2], bt[j1], bt[j2]
             continue
-        chars = SequenceMatcher(None, "".join(a[i1:i2]), "".join(b[j1:j2]), autojunk=False)
-        for op, x1, x2, y1, y2 in chars.get_opcodes():
+        for op, x1, x2, y1, y2 in SequenceMatcher(None, "".join(a[i1:i2]), "".join(b[j1:j2]),
+                                                  autojunk=False).get_opcodes():
             yield op, at[i1] + x1, at[i1] + x2, bt[j1] + y1, bt[j1] + y2
     yield "equal", len(old) - tail, len(old), len(new) - tail, len(new)
 
 
 def _check(old, new, spans, items, column):
     """None when ``new`` is ``old`` with only the characters in ``spans`` changed and ``items`` (``key: value``)
-    added, one a line at ``column`` or after ``, ``; else ``(line, what)`` of the first other change."""
+    added, each on a line of its own at ``column`` or after ``, ``; else ``(line, what)`` of another change."""
     inserted = []
     for tag, i1, i2, j1, j2 in _opcodes(old, new):
         if tag == "equal" or any(start <= i1 and i2 <= end for start, end in spans):
             continue
         if tag != "insert":
             line = old.count("\n", 0, i1)
-            return line + 1, "%r became %r" % (old.splitlines()[line], (new[:j2] + new[j2:].split("\n", 1)[0])
-                                               .rsplit("\n", 1)[-1])
+            return line + 1, "%r became %r" % (old.splitlines()[line], new[:j2].rsplit("\n", 1)[-1] +
+                                               new[j2:].split("\n", 1)[0])
         inserted.append((i1, new[j1:j2]))
     text = "".join(piece for _at, piece in inserted)
     forms = ("".join("\n%s%s" % (" " * column, item) for item in items), "".join(", " + item for item in items))
@@ -772,20 +663,18 @@ def _check(old, new, spans, items, column):
 def _carry_over(source, before, after):
     """``source`` with the changes that turn ``before`` into ``after`` made to it; None if one cannot be placed.
 
-    ``before`` and ``after`` are ruamel's dumps of the document without and with the edit, so they
-    differ exactly in the edit; ``source`` is the file as written, which ``before`` lays out
-    differently in places (a comment after a merge key, ``!!int "1024"``, a flow collection over
-    several lines). Each change is placed where ``source`` holds the same characters as ``before``.
+    ``before`` and ``after`` are ruamel's dumps of the document without and with the edit, so they differ
+    exactly by the edit; ``source`` is the file as written, which ``before`` writes differently elsewhere.
+    Each change goes where ``source`` holds the same characters as ``before`` around it.
     """
     blocks = [(j1, i1, i2 - i1) for tag, i1, i2, j1, _j2 in _opcodes(source, before) if tag == "equal" and i2 > i1]
     starts = [block[0] for block in blocks]
 
-    def place(index):
-        for at in (index, index - 1):
-            found = bisect.bisect_right(starts, at) - 1
-            if found >= 0 and starts[found] <= at < starts[found] + blocks[found][2]:
-                return blocks[found][1] + at - starts[found] + (index - at)
-        return None
+    def place(index, after_char=0):
+        found = bisect.bisect_right(starts, index) - 1
+        if found >= 0 and index < starts[found] + blocks[found][2]:
+            return blocks[found][1] + index - starts[found] + after_char
+        return None if after_char or index == 0 else place(index - 1, 1)
 
     result, done = [], 0
     for tag, i1, i2, j1, j2 in _opcodes(before, after, chars=False):
@@ -793,13 +682,10 @@ def _carry_over(source, before, after):
             continue
         head, tail = _common(before[i1:i2], after[j1:j2])
         i1, i2, j1, j2 = i1 + head, i2 - tail, j1 + head, j2 - tail
-        start, end = place(i1), place(i1)
-        if i2 > i1:
-            end = place(i2 - 1)
-            end = None if end is None else end + 1
+        start, end = place(i1), place(i2 - 1, 1) if i2 > i1 else place(i1)
         if start is None or end is None or start < done or source[start:end] != before[i1:i2]:
             return None
-        result.extend((source[done:start], after[j1:j2]))
+        result += [source[done:start], after[j1:j2]]
         done = end
     return "".join(result) + source[done:]
 
