@@ -3,14 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A site's declared CTs in a YAML file (such as ``enva.yaml``): find one CT's entry, read it, edit it.
 
-The file is loaded with ruamel.yaml's round-trip loader (merge keys, anchors, comments, quotes kept),
-edited in memory and dumped again with the file's own indentation, lines never wrapped. The result must
-pass :func:`_check`: every byte outside the edited values is the original's, and the keys added are
-exactly the ones asked for. Where ruamel writes other lines of the file differently from how they are
-written (it drops a comment before ``---``, moves one after a merge key, drops a local tag such as
-``!!int "1024"``, joins a flow collection written over several lines), the dump fails that check, and
-the edit ruamel made is carried over onto the original text instead (:func:`_carry_over`), checked the
-same way. The edited text is then read back and must be the edited document.
+An edit is ruamel.yaml's round-trip: the file is loaded (merge keys, anchors, comments, quotes kept),
+changed in memory and dumped with its own indentation, lines never wrapped. The text must then pass
+:func:`.text_edit.check`: every byte but the edited values is the original's, the added keys are the
+ones asked for. Where ruamel writes other lines differently from the file (a comment before ``---`` or
+after a merge key, ``!!int "1024"``, a flow collection over several lines), ruamel's edit is carried over
+onto the original text (:func:`.text_edit.carry_over`) and checked the same way. The new text must read
+back as the edited document.
 
 Where the entries are (``path`` of :meth:`Document.entries`):
 
@@ -23,15 +22,14 @@ Where the entries are (``path`` of :meth:`Document.entries`):
 
 from __future__ import absolute_import, division, print_function
 
-import bisect
 import io
 import json
 import re
 import traceback
 from collections import namedtuple
-from difflib import SequenceMatcher
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import SIZE_FORMS, format_like, parse_mib
+from ansible_collections.enva.pve.plugins.module_utils.text_edit import carry_over, check
 
 try:
     from ruamel.yaml import YAML
@@ -475,7 +473,7 @@ def changes_from(memory=None, swap=None, settings=None):
 
 class Plan:
     """What an edit of one entry does: the new text, the entry before and after, and how the text was made
-    (``method``: "round-trip", "carried over" (see :func:`_carry_over`), None when nothing changes)."""
+    (``method``: "round-trip", "carried over" (see :func:`.text_edit.carry_over`), None when nothing changes)."""
 
     def __init__(self, entry, before, after, new_text, changed_keys, method=None):
         self.entry, self.before, self.after, self.new_text = entry, before, after, new_text
@@ -580,7 +578,10 @@ def plan_edit(doc, vmid, changes, path=None):
     if not values:
         return Plan(entry, before, before, doc.text, [])
     new_text, method = _edited_text(doc, node, values, added, items, [span for span in spans if span])
-    new_doc = Document(new_text.replace("\n", "\r\n") if doc.crlf else new_text, doc.name)
+    try:
+        new_doc = Document(new_text.replace("\n", "\r\n") if doc.crlf else new_text, doc.name)
+    except DeclaredError as error:
+        _refuse(doc, "the edited text does not parse: %s" % error)
     if plain(new_doc.root) != plain(doc.root):
         _refuse(doc, "the edited text does not read back as the edited document")
     return Plan(entry, before, plain(new_doc.entry(vmid, path).node), new_doc.text, list(values), method)
@@ -597,97 +598,14 @@ def _edited_text(doc, node, values, added, items, spans):
     for key, value in values.items():
         node[key] = value
     edited = doc.dump(doc.root)
-    column = node.lc.key(own_keys(node)[0])[1]
-    problem = _check(doc.source, edited, spans, items, column)
+    column = node.lc.key(own_keys(node)[0])[1] if own_keys(node) else 0
+    problem = check(doc.source, edited, spans, items, column)
     if problem is None:
         return edited, "round-trip"
-    carried = _carry_over(doc.source, doc.dump(_yaml().load(doc.source)), edited)
-    if carried is not None and _check(doc.source, carried, spans, items, column) is None:
+    carried = carry_over(doc.source, doc.dump(_yaml().load(doc.source)), edited)
+    if carried is not None and check(doc.source, carried, spans, items, column) is None:
         return carried, "carried over"
     return _refuse(doc, "ruamel.yaml would also change line %d: %s" % problem)
-
-
-# --------------------------------------------------------------------------- the byte-level check
-
-def _common(old, new):
-    """Lengths of the common prefix and (not overlapping it) common suffix of two strings."""
-    head, limit = 0, min(len(old), len(new))
-    while head < limit and old[head] == new[head]:
-        head += 1
-    tail = 0
-    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
-        tail += 1
-    return head, tail
-
-
-def _opcodes(old, new, chars=True):
-    """Opcodes (tag, i1, i2, j1, j2) turning ``old`` into ``new``: by lines, then (``chars``) by characters."""
-    head, tail = _common(old, new)
-    yield "equal", 0, head, 0, head
-    lines = (old[head:len(old) - tail].splitlines(True), new[head:len(new) - tail].splitlines(True))
-    starts = [[head], [head]]
-    for side in (0, 1):
-        for line in lines[side]:
-            starts[side].append(starts[side][-1] + len(line))
-    (at, bt), (a, b) = starts, lines
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal" or not chars:
-            yield tag, at[i1], at[i2], bt[j1], bt[j2]
-            continue
-        for op, x1, x2, y1, y2 in SequenceMatcher(None, "".join(a[i1:i2]), "".join(b[j1:j2]),
-                                                  autojunk=False).get_opcodes():
-            yield op, at[i1] + x1, at[i1] + x2, bt[j1] + y1, bt[j1] + y2
-    yield "equal", len(old) - tail, len(old), len(new) - tail, len(new)
-
-
-def _check(old, new, spans, items, column):
-    """None when ``new`` is ``old`` with only the characters in ``spans`` changed and ``items`` (``key: value``)
-    added, each on a line of its own at ``column`` or after ``, ``; else ``(line, what)`` of another change."""
-    inserted = []
-    for tag, i1, i2, j1, j2 in _opcodes(old, new):
-        if tag == "equal" or any(start <= i1 and i2 <= end for start, end in spans):
-            continue
-        if tag != "insert":
-            line = old.count("\n", 0, i1)
-            return line + 1, "%r became %r" % (old.splitlines()[line], new[:j2].rsplit("\n", 1)[-1] +
-                                               new[j2:].split("\n", 1)[0])
-        inserted.append((i1, new[j1:j2]))
-    text = "".join(piece for _at, piece in inserted)
-    forms = ("".join("\n%s%s" % (" " * column, item) for item in items), "".join(", " + item for item in items))
-    bare = re.sub(r"[\s,]", "", text)
-    if text and not any(sorted(text) == sorted(form) and bare in re.sub(r"[\s,]", "", form) * 2 for form in forms):
-        return old.count("\n", 0, inserted[0][0]) + 1, "%r was added" % text
-    return None
-
-
-def _carry_over(source, before, after):
-    """``source`` with the changes that turn ``before`` into ``after`` made to it; None if one cannot be placed.
-
-    ``before`` and ``after`` are ruamel's dumps of the document without and with the edit, so they differ
-    exactly by the edit; ``source`` is the file as written, which ``before`` writes differently elsewhere.
-    Each change goes where ``source`` holds the same characters as ``before`` around it.
-    """
-    blocks = [(j1, i1, i2 - i1) for tag, i1, i2, j1, _j2 in _opcodes(source, before) if tag == "equal" and i2 > i1]
-    starts = [block[0] for block in blocks]
-
-    def place(index, after_char=0):
-        found = bisect.bisect_right(starts, index) - 1
-        if found >= 0 and index < starts[found] + blocks[found][2]:
-            return blocks[found][1] + index - starts[found] + after_char
-        return None if after_char or index == 0 else place(index - 1, 1)
-
-    result, done = [], 0
-    for tag, i1, i2, j1, j2 in _opcodes(before, after, chars=False):
-        if tag == "equal":
-            continue
-        head, tail = _common(before[i1:i2], after[j1:j2])
-        i1, i2, j1, j2 = i1 + head, i2 - tail, j1 + head, j2 - tail
-        start, end = place(i1), place(i2 - 1, 1) if i2 > i1 else place(i1)
-        if start is None or end is None or start < done or source[start:end] != before[i1:i2]:
-            return None
-        result += [source[done:start], after[j1:j2]]
-        done = end
-    return "".join(result) + source[done:]
 
 
 def entry_summary(doc, entry, values=None):
