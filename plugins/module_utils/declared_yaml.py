@@ -163,9 +163,7 @@ def plain(value):
 
 def _same_scalar(current, desired):
     """Equal, and of the same kind (so that ``1``, ``True`` and ``'1'`` all differ)."""
-    def kind(value):
-        return bool if isinstance(value, bool) else int if isinstance(value, int) else type(value)
-    return kind(current) is kind(desired) and current == desired
+    return type(current) is type(desired) and current == desired
 
 
 def _kind_of(value):
@@ -437,13 +435,10 @@ def _describe_yaml_error(error):
     def at(mark):
         return "line %d, column %d" % (mark.line + 1, mark.column + 1)
 
-    problem, context = error.problem, error.context
-    if problem and error.problem_mark is not None:
-        return "%s: %s%s" % (at(error.problem_mark), problem, " (%s%s)" % (
-            context, " at %s" % at(error.context_mark) if error.context_mark else "") if context else "")
-    mark = error.context_mark or error.problem_mark
-    what = " ".join(part for part in (context, problem) if part) or str(error)
-    return "%s: %s" % (at(mark), what) if mark is not None else what
+    if not (error.problem and error.problem_mark):
+        return " ".join(str(error).split())
+    return "%s: %s%s" % (at(error.problem_mark), error.problem, " (%s%s)" % (
+        error.context, " at %s" % at(error.context_mark) if error.context_mark else "") if error.context else "")
 
 
 # --------------------------------------------------------------------------- edits
