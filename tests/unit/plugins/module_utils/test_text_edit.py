@@ -20,7 +20,6 @@ def test_byte_level_check(new, message):
     assert (problem and "line %d: %s" % problem) == message
 
 
-
 @pytest.mark.parametrize("new, items, column, message", [
     ("a: 1   # one\nb: 2   # two\nc: 3\n", ["c: 3"], 0, None),
     ("a: 1   # one\nb: 2   # two\n  c: 3\n", ["c: 3"], 0, "line 3: '  c: 3\\n' was added"),   # not at the column
