@@ -35,7 +35,7 @@ try:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.constructor import RoundTripConstructor
-    from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
+    from ruamel.yaml.error import CommentMark, YAMLError
     from ruamel.yaml.nodes import ScalarNode
     from ruamel.yaml.scalarint import ScalarInt
     from ruamel.yaml.scalarstring import (DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString,
@@ -234,13 +234,11 @@ class Document:
         yaml = _yaml()
         try:
             self.root, self.indent, self.offset = load_yaml_guess_indent(self.source, yaml=yaml)
-        except MarkedYAMLError as error:
-            if "another document" in (error.problem or ""):
+        except YAMLError as error:
+            if "another document" in (getattr(error, "problem", None) or ""):
                 raise DeclaredError("%s holds more than one YAML document (the second starts at line %d); declared_ct "
                                     "edits files of one document" % (name, error.problem_mark.line + 1))
             raise DeclaredError("%s is not valid YAML: %s" % (name, _describe_yaml_error(error)))
-        except YAMLError as error:
-            raise DeclaredError("%s is not valid YAML: %s" % (name, error))
         if self.root is None:
             raise DeclaredError("%s holds no YAML document (it is empty or only comments)" % name)
         self.duplicates = yaml.constructor.__dict__.get("duplicates", {})
@@ -435,7 +433,7 @@ def _describe_yaml_error(error):
     def at(mark):
         return "line %d, column %d" % (mark.line + 1, mark.column + 1)
 
-    if not (error.problem and error.problem_mark):
+    if not (getattr(error, "problem", None) and error.problem_mark):
         return " ".join(str(error).split())
     return "%s: %s%s" % (at(error.problem_mark), error.problem, " (%s%s)" % (
         error.context, " at %s" % at(error.context_mark) if error.context_mark else "") if error.context else "")
