@@ -26,10 +26,14 @@ description:
     entry's last value, indented like its keys (C(, key: value) in a flow mapping)."
   - Comments, key order, indentation, flow style, anchors and aliases, CRLF line ends, a UTF-8 BOM and a
     missing final newline stay as they were.
-  - Every edit is checked before it is written. The new text is parsed again and compared with the old one
-    node by node, and only the edited values may differ. Then it is written to a temporary file in the
-    same directory and renamed over the file, which keeps the file's mode and owner. If the check fails,
-    the file is left untouched.
+  - The edit is ruamel.yaml's round-trip (the file loaded, changed, dumped with its own indentation), checked
+    byte for byte before it is written. Only the characters of the edited values and the added keys may
+    differ from the file, and the new text must read back as the edited document. Where ruamel writes other
+    lines of the file differently (a comment before C(---) or after a merge key, C(!!int "1024"), a flow
+    collection over several lines), the edit it made is carried over onto the file's text and checked the
+    same way. The result is written to a temporary file in the same directory and renamed over the file,
+    which keeps the file's mode and owner. If the check fails, the file is left untouched and the message
+    names the line.
   - Refused with a message and the file untouched are an unknown VMID, a VMID declared twice, a VMID found
     in more than one list (set O(path)), a file that is not YAML (with the line and column), a value of the
     wrong kind (C(memory) a mapping, a list or a string that is not a size), a value that is an anchor other

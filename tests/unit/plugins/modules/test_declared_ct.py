@@ -118,6 +118,15 @@ def test_backup_mode_and_owner(site):
         assert (stat.st_uid, stat.st_gid) == (4321, 4321)
 
 
+def test_a_file_ruamel_writes_differently_is_still_edited_byte_for_byte(tmp_path):
+    path = tmp_path / "enva.yaml"
+    path.write_bytes(b"# the site's CTs\n---\ncontainers: [\n  {vmid: 2017, memory: 1024},   # haproxy\n]\n")
+    kind, result = run_main(file=str(path), vmid=2017, memory="2G", set={"onboot": True})
+    assert kind is ExitJson and result["changed"] is True and result["changed_keys"] == ["memory", "onboot"]
+    assert path.read_bytes() == (b"# the site's CTs\n---\ncontainers: [\n  {vmid: 2017, memory: 2048, onboot: true},"
+                                 b"   # haproxy\n]\n")
+
+
 def test_no_backup_when_nothing_changes(site):
     path = site("crlf-bom.yaml")
     kind, result = run_main(file=str(path), vmid=2017, memory=1024, backup=True)
