@@ -29,6 +29,7 @@ import traceback
 from collections import namedtuple
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import SIZE_FORMS, format_like, parse_mib
+from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import MINIMUM_MIB
 from ansible_collections.enva.pve.plugins.module_utils.text_edit import carry_over, check
 
 try:
@@ -53,7 +54,6 @@ __metaclass__ = type
 
 ID_KEYS = ("vmid", "ctid", "id")
 SIZE_KEYS = ("memory", "swap")
-SIZE_MINIMUM_MIB = {"memory": 16, "swap": 0}   # the PVE API's minimums (nodes/{node}/lxc/{vmid}/config)
 SEARCH_DEPTH = 8
 BOM = b"\xef\xbb\xbf"
 _PROPERTIES = re.compile(r"(?:[&!][^\s,\[\]{}]*\s+)*")   # an anchor and/or a tag before a scalar
@@ -450,8 +450,8 @@ def changes_from(memory=None, swap=None, settings=None):
                 mib = parse_mib(value)
             except ValueError as error:
                 raise DeclaredError("%s: %s" % (key, error))
-            if mib < SIZE_MINIMUM_MIB[key]:
-                raise DeclaredError("%s: %d MiB is below PVE's minimum of %d MiB" % (key, mib, SIZE_MINIMUM_MIB[key]))
+            if mib < MINIMUM_MIB[key]:
+                raise DeclaredError("%s: %d MiB is below PVE's minimum of %d MiB" % (key, mib, MINIMUM_MIB[key]))
             changes.append(Change(key, mib, True))
     for key, value in (settings or {}).items():
         if key in SIZE_KEYS:
