@@ -7,21 +7,21 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Stages of `make test`, in order (each is also a target of its own).
-TEST_STAGES := lint sanity unit integration labtest molecule
+TEST_STAGES := lint sanity unit integration labtest molecule v2test
 
-.PHONY: help setup test lint sanity unit integration labtest molecule demo bench build changelog freeze clean
+.PHONY: help setup test lint sanity unit integration labtest molecule v2test demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
 	@echo "make demo      the main job on the lab: reproduce the CT 2017 OOM, fix it, prove it"
 	@echo "make test      setup, then: $(TEST_STAGES); one summary"
-	@echo "make lint | sanity | unit | integration | labtest | molecule   one stage of make test"
+	@echo "make lint | sanity | unit | integration | labtest | molecule | v2test   one stage of make test"
 	@echo "make bench     benchmarks (relay vs peers, ...) -> docs/benchmarks.md"
 	@echo "make build     ansible-galaxy collection build -> build/"
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit integration labtest molecule demo bench build changelog: setup
+lint sanity unit integration labtest molecule v2test demo bench build changelog: setup
 endif
 
 setup:
@@ -42,7 +42,7 @@ unit:
 
 # tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
 integration:
-	tools/pytest.sh tests/integration -m "not lab"
+	tools/pytest.sh tests/integration -m "not lab and not v2"
 
 # The lab is one per host: the stages that use it hold its lock (/run/enva-lab.lock, which
 # make demo takes too), so two runs wait for each other instead of colliding.
@@ -54,6 +54,12 @@ labtest:
 
 molecule:
 	$(LAB_LOCK) tools/molecule.sh
+
+# The lab on a cgroup v2 host: boots VM node pve1 (qemu; TCG when KVM is not usable; the image is built once
+# into /var/cache/enva-lab/node), runs labctl up, status, reproduce and down inside it, stops the node.
+# Holds its own lock (one node pve1 per host); the host's lab is not touched.
+v2test:
+	flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s
 
 # The main job on the lab (tools/demo.py, as root): labctl up, the CT 2017 OOM as found, the fix
 # (playbooks/haproxy_dns.yml with inventories/lab), the same flood again, a before/after table.

@@ -170,7 +170,17 @@ cts:
         - "C(oom_killed) (an incident in the window, or OOM kills counted by the cgroup), C(incidents),
           C(oom_kills_in_log), C(oom_kills_counted), C(likely_cause) (for example
           C(socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,372))), C(fork_storm),
-          C(headroom_pct) (room above the peak, in percent of the limit)."
+          C(headroom_pct) (room above the peak, in percent of the limit), C(memory_high_stall), C(stall)."
+      type: dict
+    stall:
+      description:
+        - cgroup v2 only, null otherwise or when the CT is not stuck. A CT stuck at C(memory.high) is an incident
+          of its own kind; the kernel throttles it instead of killing, so it answers nothing and no kernel line
+          records it. It is stuck now when its usage is at memory.high with PSI C(full avg10) >= 10% or
+          C(some avg10) >= 20%, and was stuck since it started when C(memory.events) high is 1,000 or more.
+        - C(kind) (C(memory_high_stall)), C(ongoing), C(high_events), C(max_events), C(oom_events), C(oom_kills),
+          C(usage_bytes), C(high_bytes), C(limit_bytes), C(usage_pct_of_high), C(pressure), C(filled_by) (the
+          census's top command, C(name), C(count), C(rss_kb)), C(reason).
       type: dict
     recommended_memory_mb:
       description: The memory the CT should get, in MiB; null when no limit is known.
@@ -203,7 +213,7 @@ window:
   returned: always
   type: dict
 summary:
-  description: C(cts) (how many), C(oom_killed) and C(fork_storm) (lists of VMIDs).
+  description: C(cts) (how many), C(oom_killed), C(fork_storm) and C(memory_high_stall) (lists of VMIDs).
   returned: always
   type: dict
 """
@@ -412,6 +422,7 @@ def gather(params, run, now=None, page_size=4096):
             "cts": len(reports),
             "oom_killed": [vmid for vmid, report in reports.items() if report["verdict"]["oom_killed"]],
             "fork_storm": [vmid for vmid, report in reports.items() if report["verdict"]["fork_storm"]],
+            "memory_high_stall": [vmid for vmid, report in reports.items() if report["stall"]],
         },
         "warnings": warnings,
     }

@@ -1,0 +1,104 @@
+"""The lab on a cgroup v2 host: a PVE-shaped VM node (qemu, TCG here), labctl inside it, the incident.
+
+Needs root and qemu (``make setup`` installs it); run by ``make v2test``. Boots node pve1 (the image
+is built once and cached in /var/cache/enva-lab/node), runs ``labctl up``, ``status``, ``reproduce``
+and ``down`` inside it, then stops the node and checks that nothing of it is left on this host.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+LABCTL = ROOT / "tests" / "lab" / "labctl"
+NODE_LABCTL = "/opt/enva/tests/lab/labctl"
+MIB = 1024 * 1024
+
+sys.path.insert(0, str(ROOT / "tests" / "lab"))
+from enva_lab import procs, vmnode  # noqa: E402  pylint: disable=wrong-import-position
+
+pytestmark = pytest.mark.v2
+
+
+def labctl(*args, timeout=1800):
+    return subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def on_node(command, timeout=1800):
+    return labctl("vm", "ssh", "pve1", "--", command, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def node():
+    if os.geteuid() != 0 or not shutil.which("qemu-system-x86_64"):
+        pytest.skip("needs root and qemu-system-x86_64 (make setup installs it)")
+    started = time.monotonic()
+    done = labctl("vm", "up", "pve1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = json.loads((vmnode.vm_dir() / "pve1" / "node.json").read_text())
+    print("\nnode pve1 up in %.0f s (%s, SSH after %s s)" % (time.monotonic() - started, state["accel"],
+                                                              state.get("boot_seconds")))
+    yield state
+    done = labctl("vm", "down", "pve1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not procs.alive((state["pid"], state["starttime"]))
+    assert not (vmnode.vm_dir() / "pve1").exists()
+    assert not [pid for pid, _argv in procs.processes_mentioning(str(vmnode.vm_dir()) + "/")]
+
+
+@pytest.fixture(scope="module")
+def lab_up(node):
+    done = on_node(NODE_LABCTL + " up")
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield node
+    done = on_node(NODE_LABCTL + " down")
+    assert done.returncode == 0, done.stdout + done.stderr
+    left = on_node("lxc-ls -1; ls /sys/fs/cgroup/lxc 2>/dev/null; ls /var/lib/enva-lab 2>/dev/null; "
+                   "systemctl is-active pve-container@2017")
+    assert left.stdout.split() in (["inactive"], ["failed"]), left.stdout
+
+
+def test_node_is_a_cgroup_v2_pve_shaped_host(node):
+    done = on_node("stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; "
+                   "systemctl cat pve-container@.service | grep ^ExecStart=; ps -o comm= 1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "cgroup2fs" and "memory" in lines[1].split()
+    assert lines[2] == "ExecStart=/usr/bin/lxc-start -F -n %i" and lines[3] == "systemd"
+
+
+def test_status_names_the_v2_backend_and_pves_limits(lab_up):
+    done = on_node(NODE_LABCTL + " status --json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["backend"]["cgroup"] == "cgroup-v2" and status["backend"]["supervisor"].startswith("systemd")
+    ct = next(item for item in status["cts"] if item["vmid"] == 2017)
+    assert ct["state"] == "running" and ct["socat"] == 1
+    memory = ct["memory"]
+    assert memory["version"] == "v2" and memory["limit_bytes"] == 128 * MIB
+    assert memory["high_bytes"] == 128 * 1016 * 1024 and memory["swap_max_bytes"] == 128 * MIB
+    assert set(memory["events"]) >= {"high", "max", "oom", "oom_kill"} and "some" in memory["pressure"]
+    journal = on_node("journalctl -u pve-container@2017 -o short-iso --no-pager")
+    assert "Started pve-container@2017.service" in journal.stdout
+
+
+def test_reproduce_stalls_at_memory_high_or_oom_kills_in_lxc_2017(lab_up):
+    done = on_node(NODE_LABCTL + " reproduce --json > /root/reproduce.out; rc=$?; "
+                   "sed -n '/^{/,$p' /root/reproduce.out; exit $rc", timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    result = json.loads(done.stdout)
+    assert result["cgroup"] == "cgroup-v2" and result["oom"] or result["stall"]
+    events = result["events_after"] or {}
+    if result["oom"]:
+        assert any("oom_memcg=/lxc/2017" in line for line in result["kernel_lines"])
+    else:
+        assert events["high"] >= 100 and result["stall_seconds"] >= 60
+    print("\nreproduce on the node: %s after %d sent, %d answered, up to %d socat; memory.events %s; PSI %s" % (
+        "OOM" if result["oom"] else "stall", result["sent"], result["answered"], result["max_socat"], events,
+        result["pressure_after"]))
