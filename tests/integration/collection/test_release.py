@@ -4,36 +4,24 @@ changelog holding the release (as README's "Install the collection" tells it).""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
-VERSION = yaml.safe_load((ROOT / "galaxy.yml").read_text(encoding="utf-8"))["version"]
+from support.release import BIN, ROOT, VERSION, install_release
+
 MODULES = sorted(path.stem for path in (ROOT / "plugins" / "modules").glob("*.py") if path.stem != "__init__")
 ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "meta" / "argument_specs.yml").exists())
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """``ansible-galaxy collection build`` then ``install`` into an empty path; the environment that uses it."""
     base = tmp_path_factory.mktemp("release")
-    (base / "ansible.cfg").write_text("[defaults]\n", encoding="utf-8")       # none of this checkout's settings
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(base / "collections"), ANSIBLE_CONFIG=str(base / "ansible.cfg"),
-               HOME=str(base))
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(base), str(ROOT)],
-                   check=True, capture_output=True, text=True, env=env, cwd=str(base))
-    tarball = base / ("enva-pve-%s.tar.gz" % VERSION)
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(base / "collections"),
-                    str(tarball)], check=True, capture_output=True, text=True, env=env, cwd=str(base))
-    return tarball, base / "collections" / "ansible_collections" / "enva" / "pve", env
+    tarball, path, env = install_release(base)
+    return tarball, path, dict(env, HOME=str(base))
 
 
 def run(env, *argv):

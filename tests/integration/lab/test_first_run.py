@@ -1,7 +1,8 @@
 """A PVE admin's first run, on the lab as the README tells it: the token recipe word for word (the lab's
 pveum), then haproxy_dns and oom_audit with that token; the old recipe (ACLs on the token only) fails in
 preflight naming the missing privilege; a host without its VMID, a host that is another CT and a missing
-declared file all fail before the first change, in check mode too, and CT 2017 is left as it was."""
+declared file all fail before the first change, in check mode too, and CT 2017 is left as it was. The
+playbooks run by FQCN from the release tarball installed into a clean collections path, as the README says."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from enva_lab.settings import Layout
+from support.release import BIN, ROOT, install_release
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[3]
 LABCTL = ROOT / "tests" / "lab" / "labctl"
 LAYOUT = Layout()
 OLD_RECIPE = """
@@ -49,18 +48,26 @@ def memory_of_2017():
 
 
 def playbook(name, *args, inventory=None):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"))
-    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory or ROOT / "inventories" / "lab"),
-               str(ROOT / "playbooks" / name), *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=900, check=False)
+    """``ansible-playbook -i INVENTORY enva.pve.NAME`` with the release installed from its tarball (README)."""
+    env = dict(RELEASE["env"], HOME=os.environ.get("HOME", "/root"))
+    inventory = inventory or ROOT / "inventories" / "lab"
+    command = [str(BIN / "ansible-playbook"), "-i", str(inventory), "enva.pve.%s" % name,
+               "-e", "oom_audit_report_dir=%s" % RELEASE["base"], *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(RELEASE["base"]), timeout=900,
+                          check=False)
     return done.returncode, done.stdout + done.stderr
 
 
+RELEASE = {}
+
+
 @pytest.fixture(scope="module")
-def lab():
+def lab(tmp_path_factory):
     if os.geteuid() != 0 or not shutil.which("lxc-start"):
         pytest.skip("needs root and lxc (make setup)")
+    base = tmp_path_factory.mktemp("first-run")
+    _tarball, _path, env = install_release(base)
+    RELEASE.update(base=base, env=env)
     labctl("up", "--cts", "1")
     credentials = LAYOUT.root / "api" / "credentials.json"
     saved = credentials.read_text(encoding="utf-8")
@@ -86,10 +93,10 @@ def fresh_pve(credentials, recipe):
 def test_the_readme_recipe_then_the_fix_and_the_audit_pass(lab):
     secret = fresh_pve(lab, readme_recipe())
     assert memory_of_2017() == 1024
-    code, out = playbook("haproxy_dns.yml")
+    code, out = playbook("haproxy_dns")
     assert code == 0, out[-4000:]
     assert memory_of_2017() == 2048
-    code, out = playbook("oom_audit.yml", "-e", "oom_audit_api_token_id=ansible",
+    code, out = playbook("oom_audit", "-e", "oom_audit_api_token_id=ansible",
                          "-e", "oom_audit_api_token_secret=%s" % secret)
     assert code == 0, out[-4000:]
     assert secret not in out
@@ -97,7 +104,7 @@ def test_the_readme_recipe_then_the_fix_and_the_audit_pass(lab):
 
 def test_the_old_recipe_fails_in_preflight_naming_the_privilege(lab):
     fresh_pve(lab, OLD_RECIPE)
-    code, out = playbook("haproxy_dns.yml")
+    code, out = playbook("haproxy_dns")
     assert code != 0
     assert "The PVE API token enva@pve!ansible lacks VM.Audit, VM.Config.Memory on /vms/2017" in out, out[-4000:]
     assert "pveum acl modify /vms/2017 --roles ROLE --users enva@pve --tokens 'enva@pve!ansible'" in out
@@ -107,7 +114,7 @@ def test_the_old_recipe_fails_in_preflight_naming_the_privilege(lab):
 @pytest.mark.parametrize("mode", [[], ["--check"]])
 def test_a_missing_declared_file_fails_before_the_first_change(lab, mode):
     fresh_pve(lab, readme_recipe())
-    code, out = playbook("haproxy_dns.yml", "-e", "haproxy_dns_enva_yaml_path=/nonexistent/enva.yaml", *mode)
+    code, out = playbook("haproxy_dns", "-e", "haproxy_dns_enva_yaml_path=/nonexistent/enva.yaml", *mode)
     assert code != 0
     assert "Preflight | The declared file holds the CT" in out and "/nonexistent/enva.yaml" in out, out[-4000:]
     assert "Step 2" not in out and "Memory and swap, live" not in out
@@ -117,7 +124,7 @@ def test_a_missing_declared_file_fails_before_the_first_change(lab, mode):
 def test_a_host_that_is_another_ct_fails_in_preflight(lab):
     fresh_pve(lab, readme_recipe() + "pveum acl modify /vms/2101 --roles EnvaMemory --users enva@pve"
               " --tokens 'enva@pve!ansible'\n")
-    code, out = playbook("haproxy_dns.yml", "-e", "haproxy_dns_vmid=2101")
+    code, out = playbook("haproxy_dns", "-e", "haproxy_dns_vmid=2101")
     assert code != 0
     assert "ct2017 is not CT 2101" in out, out[-4000:]
     assert memory_of_2017() == 1024 and "memory: 512" in LAYOUT.pve_conf(2101).read_text()
@@ -129,7 +136,7 @@ def test_a_host_without_its_vmid_fails_naming_haproxy_dns_vmid(lab, tmp_path):
     shutil.copytree(ROOT / "inventories" / "lab", inventory)
     hosts = (inventory / "hosts.yml").read_text(encoding="utf-8")
     (inventory / "hosts.yml").write_text(re.sub(r"\n +haproxy_dns_vmid: 2017", "", hosts), encoding="utf-8")
-    code, out = playbook("haproxy_dns.yml", inventory=inventory)
+    code, out = playbook("haproxy_dns", inventory=inventory)
     assert code != 0
     assert "haproxy_dns_vmid" in out and "missing required arguments" in out, out[-4000:]
     assert memory_of_2017() == 1024

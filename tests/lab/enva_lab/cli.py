@@ -6,6 +6,7 @@ import sys
 
 from enva_lab import lab, settings
 from enva_lab.errors import LabError
+from enva_lab.incident import mib_text
 
 REPRODUCE_QPS = 2000
 REPRODUCE_MAX_SECONDS = 120
@@ -132,15 +133,15 @@ def _print_status(status):
         memory = item["memory"] or {}
         print("%-5d %-9s %-8s %-13s %9s %10s %10s %8s %4s %6d %6d" % (
             item["vmid"], item["hostname"] or "?", item["state"], item["ip"] or "?",
-            lab._mib(memory.get("limit_bytes")) if memory else "-", lab._mib(memory.get("usage_bytes")) if memory else "-",
-            lab._mib(memory.get("peak_bytes")) if memory else "-", memory.get("failcnt", "-"),
+            mib_text(memory.get("limit_bytes")) if memory else "-", mib_text(memory.get("usage_bytes")) if memory else "-",
+            mib_text(memory.get("peak_bytes")) if memory else "-", memory.get("failcnt", "-"),
             memory.get("oom_kill", "-"), item["processes"], item["socat"]))
         if memory.get("version") == "v2":
             events, pressure = memory.get("events") or {}, memory.get("pressure") or {}
             print("      v2 /lxc/%d: memory.current %s, high %s, max %s; memory.events high %s max %s oom %s "
                   "oom_kill %s; PSI some avg10 %s%% full avg10 %s%%" % (
-                      item["vmid"], lab._mib(memory.get("usage_bytes")), lab._mib(memory.get("high_bytes")),
-                      lab._mib(memory.get("limit_bytes")), events.get("high", 0), events.get("max", 0),
+                      item["vmid"], mib_text(memory.get("usage_bytes")), mib_text(memory.get("high_bytes")),
+                      mib_text(memory.get("limit_bytes")), events.get("high", 0), events.get("max", 0),
                       events.get("oom", 0), events.get("oom_kill", 0), pressure.get("some", {}).get("avg10"),
                       pressure.get("full", {}).get("avg10")))
 

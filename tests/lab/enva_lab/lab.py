@@ -6,7 +6,6 @@ missing, so an ``up`` after a failed ``up`` finishes the job. ``down`` plans fro
 (:mod:`enva_lab.cleanup`) and checks afterwards that nothing of the lab is left.
 """
 
-import datetime
 import fcntl
 import json
 import os
@@ -20,8 +19,10 @@ from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
-from enva_lab import cgroup2, cleanup, ct, declared, dns, flood, host, journal, kmsg, procs, rootfs, settings
+from enva_lab import ct, declared, dns, host, kmsg, procs, rootfs, settings
 from enva_lab.errors import LabError
+from enva_lab.incident import IncidentMixin
+from enva_lab.teardown import TeardownMixin
 from enva_lab.settings import Layout
 
 STATE_VERSION = 1
@@ -32,7 +33,7 @@ def _mib(value):
     return "?" if value is None else "%.1f MiB" % (value / MIB)
 
 
-class Lab:
+class Lab(IncidentMixin, TeardownMixin):
     """The lab on this host; ``out`` prints progress (one line at a time)."""
 
     def __init__(self, layout=None, out=print):
@@ -471,276 +472,6 @@ class Lab:
 
     # -- flood and reproduce ---------------------------------------------------------------------
 
-    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False, stop_on_stall=None):
-        """Flood a CT's port 53 from fresh sockets; prints progress each second; returns the summary.
-
-        With ``stop_on_oom`` it stops at the first OOM kill (or the CT going down); with ``stop_on_stall``
-        (seconds, cgroup v2) also once the CT has been stuck at memory.high that long."""
-        self.preflight()
-        self.require_ct(vmid)
-        ip = ct.status(self.layout, vmid)["ip"]
-        baseline = host.ct_memory(vmid) or {}
-        samples = []
-
-        def tick(elapsed, stats, open_sockets):
-            memory = host.ct_memory(vmid)
-            commands = host.ct_processes(vmid) if memory else {}
-            sample = {"t": round(elapsed, 1), "sent": stats.sent, "answered": stats.answered, "lost": stats.lost,
-                      "open": open_sockets, "usage_bytes": memory and memory["usage_bytes"],
-                      "oom_kill": memory and memory["oom_kill"], "socat": commands.get("socat", 0),
-                      "state": "running" if memory else "down"}
-            v2 = ""
-            if memory and "events" in memory:       # cgroup v2: the stall at memory.high shows here first
-                sample.update(high=memory["events"].get("high", 0), max=memory["events"].get("max", 0),
-                              psi_some10=memory["pressure"].get("some", {}).get("avg10"),
-                              psi_full10=memory["pressure"].get("full", {}).get("avg10"))
-                v2 = ", events high %d max %d, PSI full %s%%" % (sample["high"], sample["max"], sample["psi_full10"])
-            samples.append(sample)
-            self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
-                     "%s OOM kills%s" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
-                                         _mib(sample["usage_bytes"]), _mib(memory and memory["limit_bytes"]),
-                                         sample["socat"], "?" if not memory else memory["oom_kill"], v2))
-
-        def oom_seen():
-            last = samples[-1] if samples else {}
-            return last.get("state") == "down" or (last.get("oom_kill") or 0) > (baseline.get("oom_kill") or 0)
-
-        def stop():
-            if oom_seen():
-                return True
-            return bool(stop_on_stall) and cgroup2.stall_seconds(samples) >= stop_on_stall
-
-        try:
-            stats, elapsed = flood.run(ip, qps, seconds, max_open=max_open, on_tick=tick,
-                                       stop_when=stop if stop_on_oom else None)
-        except ValueError as error:
-            raise LabError(str(error)) from None
-        usages = [sample["usage_bytes"] for sample in samples if sample["usage_bytes"]]
-        summary = {"vmid": vmid, "target": "%s:%d" % (ip, settings.DNS_PORT), "qps": qps, "seconds": seconds,
-                   "elapsed": round(elapsed, 2), "achieved_qps": round(stats.sent / elapsed, 1) if elapsed else 0,
-                   "memory_before_bytes": baseline.get("usage_bytes"), "memory_max_seen_bytes": max(usages or [0]),
-                   "samples": samples}
-        summary.update(stats.as_dict())
-        return summary
-
-    def reproduce(self, qps, max_seconds, down_wait=60, stall_hold=None):
-        """Flood CT 2017 as found until the kernel OOM-kills inside /lxc/2017 (or, on cgroup v2, until it has
-        been stuck at memory.high for ``stall_hold`` seconds with no answer); report what happened."""
-        vmid = settings.HAPROXY_VMID
-        self.preflight()
-        self.require_up()
-        self.check_as_found(vmid)
-        if not procs.running(self.layout.pidfile("kmsg")):
-            raise LabError("the kernel log follower is not running, so the OOM would go unseen; run labctl up")
-        kern_offset = self.layout.kern_log.stat().st_size if self.layout.kern_log.exists() else 0
-        journal_before = len(ct.journal_records(self.layout, vmid))
-        before = host.ct_memory(vmid)
-        self.out("reproduce: CT %d as found (socat forwarder), limit %s, %s used; flooding at %d q/s from fresh "
-                 "source ports, for at most %d s" % (vmid, _mib(before["limit_bytes"]), _mib(before["usage_bytes"]),
-                                                     qps, max_seconds))
-        started = time.time()
-        summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True, stop_on_stall=stall_hold)
-        oom_lines = self._wait_kernel_lines(kern_offset, r"oom_memcg=/lxc/%d(?![\w])" % vmid, 10)   # the first report's kill
-        seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
-        after = host.ct_memory(vmid) or {}
-        stall = cgroup2.stall_seconds(summary["samples"])
-        deadline = time.monotonic() + (down_wait if oom_lines else 0)
-        while ct.lxc_info(self.layout, vmid)[0] != "stopped" and time.monotonic() < deadline:
-            time.sleep(0.5)
-        state = ct.lxc_info(self.layout, vmid)[0]
-        if state == "stopped":
-            self._wait_journal(vmid, journal_before, 10)
-        kernel = self._kernel_lines(kern_offset)
-        lifecycle = ct.journal_records(self.layout, vmid)[journal_before:]
-        result = {
-            "vmid": vmid, "qps": qps, "limit_bytes": before["limit_bytes"], "started": started,
-            "oom": bool(oom_lines), "seconds_to_oom": seconds_to_oom, "ct_state": state,
-            "sent": summary["sent"], "answered": summary["answered"], "lost": summary["lost"],
-            "max_socat": max([sample["socat"] for sample in summary["samples"]] or [0]),
-            "memory_max_seen_bytes": summary["memory_max_seen_bytes"],
-            "kernel_lines": kernel, "lifecycle": [item.get("MESSAGE", "") for item in lifecycle],
-            "cgroup": host.cgroup_backend(), "stall": bool(stall_hold) and stall >= stall_hold, "stall_seconds": stall,
-            "events_before": before.get("events"), "events_after": after.get("events"),
-            "pressure_after": after.get("pressure"),
-        }
-        self._print_reproduction(result, lifecycle)
-        return result
-
-    def _kernel_lines(self, offset):
-        if not self.layout.kern_log.exists():
-            return []
-        with open(self.layout.kern_log, encoding="utf-8", errors="replace") as handle:
-            handle.seek(offset)
-            return handle.read().splitlines()
-
-    def _wait_kernel_lines(self, offset, pattern, seconds):
-        deadline = time.monotonic() + seconds
-        while True:
-            found = [line for line in self._kernel_lines(offset) if re.search(pattern, line)]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
-
-    def _wait_journal(self, vmid, before, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            messages = [item.get("MESSAGE", "") for item in ct.journal_records(self.layout, vmid)[before:]]
-            if any("Deactivated successfully" in message or "Failed with result" in message for message in messages):
-                return
-            time.sleep(0.2)
-
-    def _print_reproduction(self, result, lifecycle):
-        key_words = ("invoked oom-killer", "oom-kill:", "Memory cgroup out of memory", "oom_reaper", "memory: usage",
-                     "Tasks state", "entered disabled state", "entered blocking state", "left promiscuous",
-                     "Memory cgroup stats for")
-        dump_rows = sum(1 for line in result["kernel_lines"] if _TASK_ROW.search(line))
-        shown = [line for line in result["kernel_lines"] if any(word in line for word in key_words)]
-        self.out("")
-        self.out("kernel (%s, %d lines since the flood began; %d task-dump rows not shown):"
-                 % (self.layout.kern_log, len(result["kernel_lines"]), dump_rows))
-        for line in shown[:60]:
-            self.out("  " + line)
-        if len(shown) > 60:
-            self.out("  ... %d more" % (len(shown) - 60))
-        self.out("")
-        self.out("journalctl -u %s (the lab's journal):" % journal.unit_name(result["vmid"]))
-        for line in journal.render(lifecycle).splitlines():
-            self.out("  " + line)
-        self.out("")
-        if result["oom"]:
-            self.out("reproduce: OOM in /lxc/%d after %s s at %d q/s (%d sent, %d answered, up to %d socat, %s seen); "
-                     "CT %d is %s" % (result["vmid"], result["seconds_to_oom"], result["qps"], result["sent"],
-                                      result["answered"], result["max_socat"],
-                                      _mib(result["memory_max_seen_bytes"]), result["vmid"], result["ct_state"]))
-        if result.get("events_after"):
-            events, pressure = result["events_after"], result["pressure_after"] or {}
-            self.out("memory.events of /lxc/%d: high %s, max %s, oom %s, oom_kill %s; memory.pressure some avg10 "
-                     "%s%%, full avg10 %s%%" % (result["vmid"], events.get("high"), events.get("max"), events.get("oom"),
-                                                events.get("oom_kill"), pressure.get("some", {}).get("avg10"),
-                                                pressure.get("full", {}).get("avg10")))
-        if result["stall"] and not result["oom"]:
-            self.out("reproduce: CT %d STALLED at memory.high for %.0f s: no query answered, no OOM line (%d sent, "
-                     "%d answered, up to %d socat, %s seen)" % (result["vmid"], result["stall_seconds"], result["sent"],
-                                                                result["answered"], result["max_socat"],
-                                                                _mib(result["memory_max_seen_bytes"])))
-        elif not result["oom"]:
-            self.out("reproduce: no OOM in /lxc/%d within the flood (%d sent); raise --qps or --max-seconds"
-                     % (result["vmid"], result["sent"]))
-
-    # -- down --------------------------------------------------------------------------------------
-
-    def down_facts(self):
-        """What is there now, for :func:`enva_lab.cleanup.plan_down`."""
-        layout = self.layout
-        processes = []
-        if layout.run.is_dir():
-            for pidfile in sorted(layout.run.glob("*.pid")):
-                entry = procs.read_pidfile(pidfile)
-                if procs.alive(entry):
-                    processes.append((pidfile.stem, entry[0], entry[1]))
-        running = []
-        if layout.lxcpath.is_dir():
-            done = host.run(["lxc-ls", "-P", layout.lxcpath, "--running", "-1"], check=False)
-            running = [int(name) for name in done.stdout.split() if name.isdigit()]
-        labdir = str(layout.root)
-        strays = [(pid, argv) for pid, argv in procs.processes_mentioning(labdir) if cleanup.is_lab_process(argv)]
-        mounts = []
-        with open("/proc/self/mountinfo") as handle:
-            for line in handle:
-                point = line.split()[4].replace("\\040", " ")
-                if point == labdir or point.startswith(labdir + "/"):
-                    mounts.append(point)
-        links = {name: {"alias": link.get("ifalias"), "kind": host.link_kind(link)}
-                 for name, link in host.links().items()}
-        state = self.load_state()
-        vmids = set(self.known_vmids()) | set(state.get("cts", []))
-        try:
-            vmids |= {item.vmid for item in declared.read_text(settings.SAMPLE.read_text(), str(settings.SAMPLE))}
-        except (OSError, declared.DeclaredFileError):
-            pass
-        cgroups = [str(path.relative_to(settings.CGROUP_ROOT)) for hierarchy in host.v1_hierarchies()
-                   for parent in settings.LXC_CGROUP_PARENTS for path in host.cgroup_dirs(hierarchy, parent)]
-        return {"labdir": labdir, "labdir_exists": layout.root.exists(), "cache": str(layout.cache),
-                "cache_exists": layout.cache.exists(), "processes": processes, "running_cts": running,
-                "stray_processes": strays, "mounts": mounts, "links": links, "lab_vmids": sorted(vmids),
-                "cgroups": cgroups, "state": state}
-
-    def down(self, purge=False):
-        """Remove every CT, link, cgroup, process and file of the lab; the cache too with ``purge``.
-
-        Plans from what is there, does it, and looks again (a stopped CT's cgroups go away by
-        themselves, a killed supervisor leaves its lxc-start): up to three rounds, then anything of
-        the lab still there is an error.
-        """
-        if os.geteuid() != 0:
-            raise LabError("labctl down needs root; run it as root")
-        if self.layout.root.exists():
-            self.lock()
-        carried = None
-        done = {}
-        for _round in range(3):
-            facts = self.down_facts()
-            if carried is None:
-                carried = {"state": {"cgroup_parents_before": facts["state"].get("cgroup_parents_before", [])},
-                           "lab_vmids": facts["lab_vmids"]}
-            else:
-                facts.update(state=carried["state"], lab_vmids=sorted(set(facts["lab_vmids"]) | set(carried["lab_vmids"])))
-            actions = [action for action in cleanup.plan_down(facts, purge=purge) if not self._foreign_cgroup(action)]
-            if not actions:
-                break
-            for action in actions:
-                if self._do(action):
-                    done[action.kind] = done.get(action.kind, 0) + 1
-        else:
-            raise LabError("down left %s behind; run labctl down again, or remove them by hand"
-                           % ", ".join("%s %s" % (action.kind, action.target) for action in actions))
-        if done.get("rmdir_cgroup"):
-            self.out("down: removed %d cgroups (the CTs' leftovers and LXC's empty lxc, lxc.monitor, lxc.pivot)"
-                     % done["rmdir_cgroup"])
-        self.out("down: the lab is gone%s" % ("; the rootfs cache too" if purge else
-                                              "; the rootfs cache stays in %s" % self.layout.cache))
-
-    @staticmethod
-    def _foreign_cgroup(action):
-        """A parent cgroup that still holds other cgroups (someone else's containers) is not ours to remove."""
-        if action.kind != "rmdir_cgroup":
-            return False
-        path = settings.CGROUP_ROOT / action.target
-        return path.is_dir() and any(child.is_dir() for child in path.iterdir())
-
-    def _do(self, action):
-        """Carry out one step of the plan; True when it changed something (and says so, cgroups aside)."""
-        kind, target = action.kind, action.target
-        if kind == "stop_process":
-            acted = procs.stop(target, timeout=30)
-            target = target[0]
-        elif kind == "stop_ct":
-            acted = host.run(["lxc-stop", "-n", target, "-P", self.layout.lxcpath, "--kill"], check=False,
-                             timeout=60).returncode == 0
-        elif kind == "kill_process":
-            acted = procs.stop((target, procs.start_time(target)), timeout=10)
-        elif kind == "umount":
-            acted = host.run(["umount", target], check=False).returncode == 0 or \
-                host.run(["umount", "-l", target], check=False).returncode == 0
-        elif kind == "delete_link":
-            acted = host.run(["ip", "link", "del", target], check=False).returncode == 0
-        elif kind == "rmdir_cgroup":
-            try:
-                os.rmdir(settings.CGROUP_ROOT / target)
-            except OSError:
-                return False
-            return True
-        elif kind == "restore_sysctl":
-            host.sysctl_write(target, int(action.detail))
-            acted = True
-        else:
-            acted = host.run(["rm", "-rf", "--one-file-system", target], timeout=600).returncode == 0
-        if acted:
-            self.out("down: %s %s (%s)" % (kind.replace("_", " "), target, action.detail))
-        return acted
-
-    # -- journal and exec -----------------------------------------------------------------------
-
     def journal_text(self, vmid, style):
         return ct.journal_text(self.layout, vmid, style)
 
@@ -754,11 +485,6 @@ class Lab:
                    ct.ATTACH_PATH, "--"] + list(argv or ["/bin/bash", "-l"])
         sys.stdout.flush()
         os.execvp(command[0], command)
-
-
-def kernel_epoch(line):
-    """The time of a kern.log line (``2026-11-24T09:15:20.905415+0000 pve1 kernel: ...``) as an epoch."""
-    return datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def supervise_main(labdir, vmid):

@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import parse_line
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
-from enva_lab import kmsg, lab
+from enva_lab import incident, kmsg
 
 BOOT = 1795511000 * 10 ** 6          # wall-clock time of the monotonic zero, in microseconds
 UTC = datetime.timezone.utc
@@ -89,4 +89,4 @@ def test_collect_renders_what_comes_after_the_last_record_and_reports_gaps():
 
 def test_reproduce_reads_the_time_back_from_a_copied_line():
     line = kmsg.render(kmsg.parse_record(OOM_RECORDS[7]), BOOT, tz=3600)
-    assert abs(lab.kernel_epoch(line) - (BOOT + 553964438) / 1e6) < 1e-6
+    assert abs(incident.kernel_epoch(line) - (BOOT + 553964438) / 1e6) < 1e-6
