@@ -61,4 +61,3 @@ def test_the_playbooks_run_by_fqcn(installed, playbook):
     code, out = run(installed[2], "ansible-playbook", "-i", str(ROOT / "inventories" / "example"),
                     "enva.pve.%s" % playbook, "--syntax-check")
     assert code == 0, out
-

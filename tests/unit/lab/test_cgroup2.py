@@ -43,7 +43,7 @@ def test_live_change_writes_the_files(tmp_path):
 
 def test_lxc_config_on_a_v2_host_has_no_v1_keys():
     config = pve_ct_config.parse("arch: amd64\ncores: 2\nhostname: haproxy\nmemory: 128\nswap: 128\n"
-                           "net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:20:17,ip=10.217.0.17/24,type=veth\n")
+                                 "net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:20:17,ip=10.217.0.17/24,type=veth\n")
     text = lxcconf.render(2017, config, lxcconf.HostFacts(cpus=2, memsw=False, cgroup=2), "/cache/rootfs", "/delta")
     assert "lxc.cgroup2.memory.max = %d\n" % (128 * MIB) in text
     assert "lxc.cgroup2.memory.high = %d\n" % (128 * 1016 * 1024) in text
