@@ -8,8 +8,8 @@ changed in memory and dumped with its own indentation, lines never wrapped. The 
 :func:`.text_edit.check`: every byte but the edited values is the original's, the added keys are the
 ones asked for. Where ruamel writes other lines differently from the file (a comment before ``---`` or
 after a merge key, ``!!int "1024"``, a flow collection over several lines), ruamel's edit is carried over
-onto the original text (:func:`.text_edit.carry_over`) and checked the same way. The new text must read
-back as the edited document.
+onto the original text (:func:`.text_edit.carry_over`), checked the same way and read back: it must be
+the edited document.
 
 Where the entries are (``path`` of :meth:`Document.entries`):
 
@@ -571,13 +571,15 @@ def plan_edit(doc, vmid, changes, path=None):
     if not values:
         return Plan(entry, before, before, doc.text, [])
     new_text, method = _edited_text(doc, node, values, added, items, [span for span in spans if span])
-    try:
-        new_doc = Document(new_text.replace("\n", "\r\n") if doc.crlf else new_text, doc.name)
-    except DeclaredError as error:
-        _refuse(doc, "the edited text does not parse: %s" % error)
-    if plain(new_doc.root) != plain(doc.root):
-        _refuse(doc, "the edited text does not read back as the edited document")
-    return Plan(entry, before, plain(new_doc.entry(vmid, path).node), new_doc.text, list(values), method)
+    new_text = new_text.replace("\n", "\r\n") if doc.crlf else new_text
+    if method == "carried over":            # ruamel's own dump reads back as what it dumped; this text is ours
+        try:
+            same = plain(Document(new_text, doc.name).root) == plain(doc.root)
+        except DeclaredError as error:
+            same = _refuse(doc, "the edited text does not parse: %s" % error)
+        if not same:
+            _refuse(doc, "the edited text does not read back as the edited document")
+    return Plan(entry, before, plain(node), new_text, list(values), method)
 
 
 def _refuse(doc, why):
