@@ -503,7 +503,7 @@ def _new_value(change, current):
     if _quoted(current):
         return type(current)(text, anchor=anchor)
     if not sized and not isinstance(change.desired, str):
-        return ScalarInt(change.desired, anchor=anchor) if anchor and change.size else change.desired
+        return ScalarInt(change.desired, anchor=anchor) if anchor and type(change.desired) is int else change.desired
     if not _reads_plain_as(text, "str"):
         return SingleQuotedScalarString(text, anchor=anchor)
     return PlainScalarString(text, anchor=anchor) if anchor else text
@@ -529,7 +529,7 @@ def _keep_layout(doc, node, values, added):
     token = (node.ca.items.get(last) or [None] * 4)[2]
     if not added or token is None or node.fa.flow_style():
         return
-    head, tail = token.value.split("\n", 1)
+    head, _newline, tail = token.value.partition("\n")
     if isinstance(node[last], (LiteralScalarString, FoldedScalarString)):   # its newline ends the scalar
         head, tail = "", token.value
     if tail:
