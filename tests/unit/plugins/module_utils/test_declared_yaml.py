@@ -311,7 +311,7 @@ def test_reading_every_entry(name, path, expected):
 def test_an_entry_reads_whole_with_merges_applied():
     _data, doc, _bom = load("anchors-merge.yaml")
     entry = doc.entry(2020)
-    assert doc.construct(entry.node) == {"vmid": 2020, "hostname": "db2", "memory": 4096, "swap": 0, "onboot": 1}
+    assert declared_yaml.plain(entry.node) == {"vmid": 2020, "hostname": "db2", "memory": 4096, "swap": 0, "onboot": 1}
     assert (entry.label, entry.line) == ("containers[3]", 23)
 
 
