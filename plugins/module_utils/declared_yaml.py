@@ -8,8 +8,8 @@ changed in memory and dumped with its own indentation, lines never wrapped. The 
 :func:`.text_edit.check`: every byte but the edited values is the original's, the added keys are the
 ones asked for. Where ruamel writes other lines differently from the file (a comment before ``---`` or
 after a merge key, ``!!int "1024"``, a flow collection over several lines), ruamel's edit is carried over
-onto the original text (:func:`.text_edit.carry_over`) and checked the same way. The new text must read
-back as the edited document.
+onto the original text (:func:`.text_edit.carry_over`), checked the same way and read back: it must be
+the edited document.
 
 Where the entries are (``path`` of :meth:`Document.entries`):
 
@@ -161,11 +161,6 @@ def plain(value):
     return plain(value.value) if hasattr(value, "value") else str(value)    # a TaggedScalar (!vault ...)
 
 
-def _same_scalar(current, desired):
-    """Equal, and of the same kind (so that ``1``, ``True`` and ``'1'`` all differ)."""
-    return type(current) is type(desired) and current == desired
-
-
 def _kind_of(value):
     return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else "a scalar"
 
@@ -247,8 +242,6 @@ class Document:
         self.merged_into = {}   # id(mapping) -> the mappings that merge it (<<: *it)
         self._index(self.root, None, None)
 
-    construct = staticmethod(plain)     # the plain Python value of a node of the document, merge keys applied
-
     def _index(self, value, parent, step):
         if not isinstance(value, (CommentedMap, CommentedSeq)) and _anchor(value) is None:
             return
@@ -269,8 +262,6 @@ class Document:
         if isinstance(step, _Index):
             return parent.lc.item(step)[0] + 1
         return (parent.lc.key(step) if key else parent.lc.value(step))[0] + 1
-
-    # -- finding entries
 
     def entries(self, path=None):
         """Every CT entry in the collections ``path`` names (dotted keys) or, without it, that are found."""
@@ -358,8 +349,6 @@ class Document:
                 "" if path else ", or name the list to read with path"))
         return entries
 
-    # -- what an edit would also change
-
     def _inheritors(self, mapping, key, seen):
         """Mappings that see ``key`` of ``mapping`` through merge keys (directly or further down)."""
         found = []
@@ -399,15 +388,12 @@ class Document:
                            ", ".join(str(user.lc.line + 1) for user in users), name, name))
         return None
 
-    # -- the text
-
     def span(self, mapping, key):
         """``(start, end)`` in :attr:`source` of the scalar ``mapping`` holds at ``key``, its anchor and tag left out."""
         found = self.scalars.get(tuple(mapping.lc.value(key)))
         return found and (_PROPERTIES.match(self.source, *found).end(), found[1])
 
-    def value_span(self, entry, key):
-        """:meth:`span` of the entry's own ``key``, in :attr:`text` (CRLF counted)."""
+    def value_span(self, entry, key):     # span() in text, where each line break may be CRLF
         return tuple(at + (self.source.count("\n", 0, at) if self.crlf else 0) for at in self.span(entry.node, key))
 
     def dump(self, data):
@@ -424,7 +410,7 @@ class Document:
         return text[:-1] if text.endswith("\n") and not self.source.endswith("\n") else text
 
 
-def _places(entries):
+def _places(entries):   # where entries are, for messages
     return ", ".join("%s (line %d)" % (entry.label, entry.line) for entry in entries)
 
 
@@ -465,8 +451,7 @@ def changes_from(memory=None, swap=None, settings=None):
 
 
 class Plan:
-    """What an edit of one entry does: the new text, the entry before and after, and how the text was made
-    (``method``: "round-trip", "carried over" (see :func:`.text_edit.carry_over`), None when nothing changes)."""
+    """An edit of one entry: the new text, the entry before and after, ``method`` "round-trip" or "carried over"."""
 
     def __init__(self, entry, before, after, new_text, changed_keys, method=None):
         self.entry, self.before, self.after, self.new_text = entry, before, after, new_text
@@ -492,7 +477,8 @@ def _holds(doc, entry, change):
             raise DeclaredError("%s: %s" % (where, error))
     if _quoted(current):                    # quoted: the text is what counts
         return current == scalar_text(change.desired)
-    return _same_scalar(plain(current), change.desired)
+    current = plain(current)                # else: equal, and of the same kind (1, True and '1' differ)
+    return type(current) is type(change.desired) and current == change.desired
 
 
 def _new_value(change, current):
@@ -503,20 +489,18 @@ def _new_value(change, current):
     if _quoted(current):
         return type(current)(text, anchor=anchor)
     if not sized and not isinstance(change.desired, str):
-        return ScalarInt(change.desired, anchor=anchor) if anchor and change.size else change.desired
+        whole = isinstance(change.desired, int) and not isinstance(change.desired, bool)
+        return ScalarInt(change.desired, anchor=anchor) if anchor and whole else change.desired
     if not _reads_plain_as(text, "str"):
         return SingleQuotedScalarString(text, anchor=anchor)
     return PlainScalarString(text, anchor=anchor) if anchor else text
 
 
 def _keep_layout(doc, node, values, added):
-    """Comments stay where they are written when values change length or keys are added.
-
-    ruamel keeps an end-of-line comment at its column (the spaces before it change when the value grows
-    or shrinks), and writes a key added to a mapping after the comment lines that follow its last key
-    (which belong to what comes next). So the comment's column moves with the value, and the lines after
-    the last key move after the added one.
-    """
+    """Comments stay where they are written: ruamel keeps an end-of-line comment at its column (so the spaces
+    before it would change with the value's length), and writes an added key after the comment lines that
+    follow the last key (which belong to what comes next). The column moves with the value, and those lines
+    move after the added key."""
     for key in set(values) - set(added):
         token, span = (node.ca.items.get(key) or [None] * 4)[2], doc.span(node, key)
         if token is not None and span and not token.value.startswith("\n"):
@@ -529,7 +513,7 @@ def _keep_layout(doc, node, values, added):
     token = (node.ca.items.get(last) or [None] * 4)[2]
     if not added or token is None or node.fa.flow_style():
         return
-    head, tail = token.value.split("\n", 1)
+    head, _newline, tail = token.value.partition("\n")
     if isinstance(node[last], (LiteralScalarString, FoldedScalarString)):   # its newline ends the scalar
         head, tail = "", token.value
     if tail:
@@ -538,10 +522,7 @@ def _keep_layout(doc, node, values, added):
 
 
 def plan_edit(doc, vmid, changes, path=None):
-    """The Plan that sets ``changes`` in CT ``vmid``'s entry of ``doc``; the file itself is not written.
-
-    The document's data is edited, so ``doc`` serves one plan.
-    """
+    """The Plan that sets ``changes`` in CT ``vmid``'s entry of ``doc`` (whose data it edits); nothing is written."""
     entry = doc.entry(vmid, path)
     node, before = entry.node, plain(entry.node)
     values, added, items, spans = {}, [], [], []
@@ -571,13 +552,15 @@ def plan_edit(doc, vmid, changes, path=None):
     if not values:
         return Plan(entry, before, before, doc.text, [])
     new_text, method = _edited_text(doc, node, values, added, items, [span for span in spans if span])
-    try:
-        new_doc = Document(new_text.replace("\n", "\r\n") if doc.crlf else new_text, doc.name)
-    except DeclaredError as error:
-        _refuse(doc, "the edited text does not parse: %s" % error)
-    if plain(new_doc.root) != plain(doc.root):
-        _refuse(doc, "the edited text does not read back as the edited document")
-    return Plan(entry, before, plain(new_doc.entry(vmid, path).node), new_doc.text, list(values), method)
+    new_text = new_text.replace("\n", "\r\n") if doc.crlf else new_text
+    if method == "carried over":            # ruamel's own dump reads back as what it dumped; this text is ours
+        try:
+            same = plain(Document(new_text, doc.name).root) == plain(doc.root)
+        except DeclaredError as error:
+            same = _refuse(doc, "the edited text does not parse: %s" % error)
+        if not same:
+            _refuse(doc, "the edited text does not read back as the edited document")
+    return Plan(entry, before, plain(node), new_text, list(values), method)
 
 
 def _refuse(doc, why):

@@ -28,10 +28,10 @@ description:
     missing final newline stay as they were.
   - The edit is ruamel.yaml's round-trip (the file loaded, changed, dumped with its own indentation), checked
     byte for byte before it is written. Only the characters of the edited values and the added keys may
-    differ from the file, and the new text must read back as the edited document. Where ruamel writes other
-    lines of the file differently (a comment before C(---) or after a merge key, C(!!int "1024"), a flow
-    collection over several lines), the edit it made is carried over onto the file's text and checked the
-    same way. The result is written to a temporary file in the same directory and renamed over the file,
+    differ from the file. Where ruamel writes other lines of the file differently (a comment before C(---)
+    or after a merge key, C(!!int "1024"), a flow collection over several lines), the edit it made is carried
+    over onto the file's text, checked the same way, and read back, which must give the edited document. The
+    result is written to a temporary file in the same directory and renamed over the file,
     which keeps the file's mode and owner. If the check fails, the file is left untouched and the message
     names the line.
   - Refused with a message and the file untouched are an unknown VMID, a VMID declared twice, a VMID found

@@ -1,4 +1,4 @@
-"""declared_ct's core (decode, Document, plan_edit) timed on the lab's enva.yaml and on a 1,000-CT file,
+"""declared_ct's core (decode, Document, plan_edit; reading every CT) timed on the lab's enva.yaml and on a 1,000-CT file,
 this checkout's declared_yaml against the one of a git revision, in the same run (median of N rounds).
 
     taskset -c 1 .venv/bin/python tests/bench/bench_declared_yaml.py --ref 7ce8c03 --rounds 5
@@ -56,6 +56,12 @@ def edit(module, data, vmid, memory):
     return plan.new_text
 
 
+def read_all(module, data):
+    text, _bom = module.decode(data, "enva.yaml")
+    doc = module.Document(text, "enva.yaml")
+    return [module.entry_summary(doc, entry) for entry in doc.unique_entries()]
+
+
 def timed(function, rounds):
     samples = []
     for _round in range(rounds):
@@ -81,6 +87,11 @@ def main():
         old = timed(lambda: edit(before, data, vmid, memory), args.rounds)
         new = timed(lambda: edit(current, data, vmid, memory), args.rounds)
         print("| %s | %.3f | %.3f |" % (name, old, new))
+    data = cases[1][1]
+    assert read_all(before, data) == read_all(current, data), "the two versions read differently"
+    old = timed(lambda: read_all(before, data), args.rounds)
+    new = timed(lambda: read_all(current, data), args.rounds)
+    print("| 1,000 CTs, read every CT | %.3f | %.3f |" % (old, new))
 
 
 if __name__ == "__main__":

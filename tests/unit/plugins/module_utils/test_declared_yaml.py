@@ -311,7 +311,7 @@ def test_reading_every_entry(name, path, expected):
 def test_an_entry_reads_whole_with_merges_applied():
     _data, doc, _bom = load("anchors-merge.yaml")
     entry = doc.entry(2020)
-    assert doc.construct(entry.node) == {"vmid": 2020, "hostname": "db2", "memory": 4096, "swap": 0, "onboot": 1}
+    assert declared_yaml.plain(entry.node) == {"vmid": 2020, "hostname": "db2", "memory": 4096, "swap": 0, "onboot": 1}
     assert (entry.label, entry.line) == ("containers[3]", 23)
 
 
@@ -392,6 +392,9 @@ STRUGGLES = [
     ("an anchored value of its own keeps the anchor and the comment's spaces",
      "containers:\n  - vmid: 2017\n    memory: &m 1024   # anchored\n", dict(memory=20480),
      "containers:\n  - vmid: 2017\n    memory: &m 20480   # anchored\n", "round-trip"),
+    ("an anchored number set through set, a comment ending the file without a line break",
+     "containers:\n  - vmid: 2017\n    cores: &c 2   # anchored\n    memory: 1024   # c", dict(swap=512, settings={"cores": 4}),
+     "containers:\n  - vmid: 2017\n    cores: &c 4   # anchored\n    memory: 1024   # c\n    swap: 512", "round-trip"),
     ("a duplicate key elsewhere: ruamel drops the second one",
      "containers:\n  - vmid: 2017\n    memory: 1024\n  - vmid: 2018\n    swap: 1\n    swap: 2\n", dict(memory=2048),
      "containers:\n  - vmid: 2017\n    memory: 2048\n  - vmid: 2018\n    swap: 1\n    swap: 2\n", "carried over"),
