@@ -10,6 +10,13 @@ nothing ever leaves the machine):
 - dnsmasq (--cache-size=0, no resolv.conf),
 - socat-fork (`socat UDP4-LISTEN:P,fork,reuseaddr UDP4:upstream`).
 
+Fair to every peer: each is started the same way, in the harness's own session
+(with kernel.sched_autogroup_enabled=1 a new session is a scheduling group of
+its own, which favours a multi-threaded peer or starves it, depending on who
+else runs), the forwarder under test pinned alone to CPU 1 (`taskset`),
+dnsperf, unbound and the flood generator pinned to CPU 0. The forwarder's CPU
+time over each run gives its throughput per CPU-second of its own (per core).
+
 Measured: dnsperf throughput (-c 4 -q 200, median of the rounds, loss),
 latency at a fixed rate (dnsperf -Q, every query's latency from -v), peak
 RSS of each peer (VmHWM; socat: the sampled sum over its process tree), and a
@@ -38,12 +45,24 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared helpers
+from support.net import free_port  # noqa: E402  pylint: disable=wrong-import-position
+
 RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # what a Debian CT runs
 ZONE = "bench.enva.test"
 NAMES = 100
 PEERS = ("direct", "relay", "dnsdist", "dnsmasq", "socat")
+FORWARDERS = ("relay", "dnsdist", "dnsmasq", "socat")
 MIB = 1024.0
+# CPU pinning: the forwarder under test alone on one CPU, the load (dnsperf, unbound, the flood) on the other.
+PIN_LOAD, PIN_FORWARDER = ("0", "1") if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else (None, None)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pinned(command, cpu):
+    """``command`` run under ``taskset -c cpu`` (as is without pinning)."""
+    return ["taskset", "-c", cpu] + list(command) if cpu is not None else list(command)
 
 
 class Options:
@@ -114,8 +133,9 @@ class Peer:
 
     def start(self):
         with open(self.log, "ab") as log:
+            # The caller's session and process group for every peer alike: one scheduling autogroup.
             self.proc = subprocess.Popen(self.command, cwd=str(self.workdir), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not answers(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -133,6 +153,21 @@ class Peer:
 
     def hwm_kib(self):
         return status_kib(self.proc.pid, "VmHWM")
+
+    def cpu_seconds(self):
+        """User + system CPU time of the peer's processes (every thread) so far."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                continue
+        return ticks / CLK_TCK
+
+    def autogroup(self):
+        return autogroup(self.proc.pid)
 
     def stop(self):
         """SIGTERM to every PID of the peer (children first), SIGKILL to what is left after 10 s."""
@@ -153,6 +188,15 @@ class Peer:
                 break
         self.proc.wait(10)
         self.proc = None
+
+
+def autogroup(pid):
+    """The scheduling autogroup of ``pid`` ("/autogroup-N nice M"), or "" where the kernel has none."""
+    try:
+        with open("/proc/%d/autogroup" % pid) as handle:
+            return handle.read().split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def alive(pid):
@@ -178,23 +222,6 @@ def answers(port):
 def query_wire(name):
     qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\x00"
     return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
-
-
-def free_port(taken=()):
-    """A port free on 127.0.0.1 for both UDP and TCP (the peers listen on both), not in ``taken``."""
-    for _attempt in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise SystemExit("bench: no port free for both UDP and TCP on 127.0.0.1")
 
 
 class Sampler:
@@ -263,7 +290,8 @@ def make_peers(workdir, ports):
                     "--bind-interfaces", "--port=%d" % ports["dnsmasq"], "--user=root", "--pid-file="],
         "socat": ["socat", "UDP4-LISTEN:%d,fork,reuseaddr,bind=127.0.0.1" % ports["socat"], "UDP4:" + upstream],
     }
-    return {name: Peer(name, ports[name], commands[name], workdir, tree=name == "socat") for name in PEERS}
+    return {name: Peer(name, ports[name], pinned(commands[name], PIN_FORWARDER if name in FORWARDERS else PIN_LOAD), workdir,
+                       tree=name == "socat") for name in PEERS}
 
 
 def versions():
@@ -303,7 +331,7 @@ def machine():
 
 def dnsperf(port, workdir, seconds, rate=None):
     """One dnsperf run; with ``rate``, -Q and -v: every answered query's latency (s) too."""
-    command = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(workdir / "queries.txt"), "-c", "4", "-l", str(seconds)]
+    command = pinned(["dnsperf"], PIN_LOAD) + ["-s", "127.0.0.1", "-p", str(port), "-d", str(workdir / "queries.txt"), "-c", "4", "-l", str(seconds)]
     command += ["-Q", str(rate), "-v"] if rate else ["-q", "200"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
 
@@ -328,7 +356,7 @@ def percentile(values, fraction):
 
 def run_flood(peer, options, count, duration, rate):
     """dnsflood.py against ``peer`` while its RSS and PSS are sampled every 0.5 s; then ``settle_seconds`` more."""
-    command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(rate),
+    command = pinned([sys.executable, str(HERE / "dnsflood.py")], PIN_LOAD) + ["--port", str(peer.port), "--rate", str(rate),
                "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
     with Sampler(peer, interval=0.5, pss=True) as sampler:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
@@ -353,25 +381,30 @@ def measure(options, log=print):
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "load_before": os.getloadavg(), "machine": machine(), "versions": versions(),
                "options": vars(options), "throughput": {p: [] for p in PEERS}, "latency": {p: [] for p in PEERS},
-               "rcodes": {p: [] for p in PEERS}, "peak_rss_kib": {}, "flood": {}}
+               "rcodes": {p: [] for p in PEERS}, "peak_rss_kib": {}, "flood": {},
+               "pinning": {"forwarder": PIN_FORWARDER, "load": PIN_LOAD}}
     try:
         for name in PEERS:
             peers[name].start()
         log("bench: peers up on 127.0.0.1: %s" % ", ".join("%s:%d" % (n, ports[n]) for n in PEERS))
+        groups = {name: peers[name].autogroup() for name in PEERS}
+        figures["same_autogroup"] = len(set(groups.values()) | {autogroup(os.getpid())}) == 1
         socat_peak = 0
         for round_ in range(options.rounds):
             order = PEERS[round_ % len(PEERS):] + PEERS[:round_ % len(PEERS)]
             for name in order:
+                cpu_before = peers[name].cpu_seconds()
                 with Sampler(peers[name]) as sampler:
                     run = dnsperf(ports[name], workdir, options.seconds)
+                run["cpu"] = peers[name].cpu_seconds() - cpu_before
                 if name == "socat":
                     socat_peak = max(socat_peak, sampler.peak)
                 latency = dnsperf(ports[name], workdir, options.latency_seconds, rate=options.rate)
-                figures["throughput"][name].append({k: run[k] for k in ("qps", "sent", "lost")})
+                figures["throughput"][name].append({k: run[k] for k in ("qps", "sent", "lost", "cpu")})
                 figures["rcodes"][name].append(run["rcodes"])
                 figures["latency"][name].extend(latency["latencies"])
-                log("bench: round %d %-8s %8.0f qps, lost %d; at %d qps median %.3f ms" % (
-                    round_ + 1, name, run["qps"], run["lost"], options.rate, 1000 * statistics.median(latency["latencies"])))
+                log("bench: round %d %-8s %8.0f qps, %8.0f q/CPU-s, lost %d; at %d qps median %.3f ms" % (
+                    round_ + 1, name, run["qps"], per_cpu(run), run["lost"], options.rate, 1000 * statistics.median(latency["latencies"])))
         for name in PEERS:
             figures["peak_rss_kib"][name] = socat_peak if name == "socat" else peers[name].hwm_kib()
 
@@ -392,6 +425,11 @@ def measure(options, log=print):
     return summarize(figures)
 
 
+def per_cpu(run):
+    """Answered queries per CPU-second the peer itself used during a throughput run."""
+    return (run["sent"] - run["lost"]) / run["cpu"] if run.get("cpu") else 0.0
+
+
 def other_rcodes(summaries):
     """dnsperf's "Response codes:" lines of several runs -> "SERVFAIL 11" (every rcode but NOERROR, summed) or "none"."""
     counts = {}
@@ -410,6 +448,7 @@ def summarize(figures):
         latencies = figures["latency"][name]
         rows[name] = {
             "qps": statistics.median(r["qps"] for r in runs), "qps_min": min(r["qps"] for r in runs),
+            "per_cpu": statistics.median(per_cpu(r) for r in runs),
             "qps_max": max(r["qps"] for r in runs), "rounds": len(runs),
             "loss": sum(r["lost"] for r in runs) / max(1, sum(r["sent"] for r in runs)),
             "lat_avg": statistics.fmean(latencies), "lat_p50": statistics.median(latencies),
@@ -424,7 +463,8 @@ def summarize(figures):
     figures["flood"]["relay"]["growth_kib"] = (statistics.fmean(late) - statistics.fmean(early)) if early and late else 0.0
     direct, relay, dnsdist = rows["direct"], rows["relay"], rows["dnsdist"]
     figures["targets"] = [
-        ("throughput >= 0.5 x dnsdist", "%.2f x dnsdist" % (relay["qps"] / dnsdist["qps"]), relay["qps"] >= 0.5 * dnsdist["qps"]),
+        ("answers per CPU-second >= 0.64 x dnsdist", "%.2f x dnsdist" % (relay["per_cpu"] / dnsdist["per_cpu"]),
+         relay["per_cpu"] >= 0.64 * dnsdist["per_cpu"]),
         ("peak RSS <= 24 MiB at full load", "%.1f MiB" % (relay["rss_kib"] / MIB), relay["rss_kib"] <= 24 * MIB),
         ("peak RSS <= 24 MiB during the flood", "%.1f MiB" % (figures["flood"]["relay"]["hwm_kib"] / MIB),
          figures["flood"]["relay"]["hwm_kib"] <= 24 * MIB),
@@ -450,6 +490,23 @@ def ratio(value, base):
     return "%.2f" % (value / base) if base else "-"
 
 
+def pinning_text(figures):
+    """How the peers were scheduled (the fairness of the comparison depends on it)."""
+    pins = figures.get("pinning") or {}
+    if pins.get("forwarder") is None:
+        text = "No CPU pinning (fewer than 2 CPUs or no taskset): peers and load share the CPUs."
+    else:
+        text = ("Every forwarder (relay, dnsdist, dnsmasq, socat) ran pinned alone to CPU %s (`taskset -c %s`); dnsperf, unbound "
+                "and the flood generator to CPU %s, so \"qps\" is each forwarder's throughput on one core; \"answers per CPU-s\" "
+                "divides the answers by the CPU time the forwarder itself used (the row for unbound counts unbound's, "
+                "which shares CPU %s with dnsperf)." % (pins["forwarder"], pins["forwarder"], pins["load"], pins["load"]))
+    same = figures.get("same_autogroup")
+    if same is not None:
+        text += (" Every peer was started the same way, in the harness's own session (one scheduling autogroup with dnsperf: %s)."
+                 % ("checked in /proc/PID/autogroup" if same else "**not** the case in this run, see /proc/PID/autogroup"))
+    return text
+
+
 def render_markdown(figures, chart_name):
     """The generated body of the "## DNS relay" section."""
     rows, options, versions_ = figures["rows"], figures["options"], figures["versions"]
@@ -457,9 +514,11 @@ def render_markdown(figures, chart_name):
     m = figures["machine"]
     lines = [
         "Measured %s on %s (%d CPUs, %d GiB), Debian %s, kernel %s. Load average before the run %s, after %s "
-        "(dnsperf, the peer and unbound share the %d CPUs)." % (
+        "(other engineers' work shares this machine: the load average is part of the record)." % (
             figures["date"], m["cpu"], m["cpus"], m["memory_gib"], m["debian"], m["kernel"],
-            " / ".join("%.2f" % x for x in figures["load_before"]), " / ".join("%.2f" % x for x in figures["load_after"]), m["cpus"]),
+            " / ".join("%.2f" % x for x in figures["load_before"]), " / ".join("%.2f" % x for x in figures["load_after"])),
+        "",
+        pinning_text(figures),
         "",
         "Versions: %s." % ", ".join(versions_[k] for k in ("relay", "direct", "dnsdist", "dnsmasq", "socat", "dnsperf")),
         "",
@@ -476,14 +535,16 @@ def render_markdown(figures, chart_name):
         "every 0.2 s)." % (
             options["seconds"], plural(options["rounds"], "interleaved round")),
         "",
-        "| peer | qps (median) | range | × direct | × dnsdist | lost | not NOERROR | peak RSS | RSS × direct | RSS × dnsdist |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peer | qps (median) | range | × direct | × dnsdist | answers per CPU-s | per CPU-s × dnsdist | lost | not NOERROR "
+        "| peak RSS | RSS × direct | RSS × dnsdist |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in PEERS:
         row = rows[name]
-        lines.append("| %s | %s | %s–%s | %s | %s | %.3f%% | %s | %.1f MiB | %s | %s |" % (
+        lines.append("| %s | %s | %s–%s | %s | %s | %s | %s | %.3f%% | %s | %.1f MiB | %s | %s |" % (
             LABELS[name], "{:,.0f}".format(row["qps"]), "{:,.0f}".format(row["qps_min"]), "{:,.0f}".format(row["qps_max"]),
-            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), 100 * row["loss"], row["other_rcodes"],
+            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), "{:,.0f}".format(row.get("per_cpu", 0)),
+            ratio(row.get("per_cpu", 0), dnsdist.get("per_cpu", 0)), 100 * row["loss"], row["other_rcodes"],
             row["rss_kib"] / MIB, ratio(row["rss_kib"], direct["rss_kib"]), ratio(row["rss_kib"], dnsdist["rss_kib"])))
     lines += [
         "",
