@@ -46,7 +46,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))  # tests/: the shared helpers
+sys.path.insert(0, str(HERE))  # relay_attack next to this file
 from support.net import free_port  # noqa: E402  pylint: disable=wrong-import-position
+
+import relay_attack  # noqa: E402  pylint: disable=wrong-import-position
 
 RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # what a Debian CT runs
@@ -271,8 +274,9 @@ def write_configs(workdir, ports):
         "  verbosity: 0\n  access-control: 127.0.0.0/8 allow\n"
         "  outgoing-interface: 127.0.0.1\n  do-not-query-localhost: yes\n"
         '  local-zone: "." refuse\n  local-zone: "%(zone)s." static\n'
-        '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s'
-        "remote-control:\n  control-enable: no\n" % {"upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data})
+        '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s%(big)s'
+        "remote-control:\n  control-enable: no\n" % {"upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data,
+                                                  "big": relay_attack.unbound_big_data(ZONE)})
     (workdir / "dnsdist.conf").write_text(
         'setSecurityPollSuffix("")\nsetLocal("127.0.0.1:%d")\n'
         'newServer{address="127.0.0.1:%d", checkName="%s."}\n' % (ports["dnsdist"], ports["direct"], ZONE))
@@ -417,6 +421,16 @@ def measure(options, log=print):
         socat_rate = options.socat_flood_count / options.flood_seconds
         log("bench: flood against socat: %d queries over %d s" % (options.socat_flood_count, options.flood_seconds))
         figures["flood"]["socat"] = run_flood(peers["socat"], options, options.socat_flood_count, options.flood_seconds, socat_rate)
+        peers["socat"].stop()  # its fork children would only add noise to the attack runs
+
+        def make_relay(extra):
+            port = free_port(ports.values())
+            command = [PYTHON, str(RELAY), "--listen", "127.0.0.1:%d" % port, "--upstream", "127.0.0.1:%d" % ports["direct"],
+                       "--log-level", "warning"] + extra
+            peer = Peer("relay-attack", port, pinned(command, PIN_FORWARDER), workdir)
+            peer.start()
+            return peer
+        figures["attack"] = relay_attack.run(make_relay, ZONE, free_port(ports.values()), log=log)
     finally:
         for name in reversed(PEERS):
             peers[name].stop()
@@ -473,7 +487,43 @@ def summarize(figures):
         ("added median latency at %d qps < 0.3 ms" % figures["options"]["rate"],
          "%.3f ms" % (1000 * (relay["lat_p50"] - direct["lat_p50"])), relay["lat_p50"] - direct["lat_p50"] < 0.0003),
     ]
+    attack = figures.get("attack")
+    if attack:
+        peak = max(attack["refused_non_readers"]["hwm_mib"], attack["allowed_non_readers"]["hwm_mib"])
+        figures["targets"] += [
+            ("250 non-reading TCP clients: peak RSS < 64 MiB (the unit's MemoryMax)", "%.1f MiB" % peak, peak < 64),
+            ("legitimate TCP answered during a trickle attack", "%(answered)d of %(asked)d" % attack["trickle"],
+             attack["trickle"]["asked"] > 0 and attack["trickle"]["answered"] == attack["trickle"]["asked"]),
+            ("upstream TCP connections <= 8 (--max-upstream-tcp) for 20 x 64 pipelined queries",
+             "%(upstream_connections)d" % attack["pipelined"], attack["pipelined"]["upstream_connections"] <= 8),
+        ]
     return figures
+
+
+def attack_lines(figures):
+    """The "TCP under attack" subsection (empty if the run had none)."""
+    attack = figures.get("attack")
+    if not attack:
+        return []
+    return [
+        "",
+        "### TCP under attack",
+        "",
+        "`tests/bench/relay_attack.py`, each phase on a fresh relay pinned like the others, in front of the same unbound. "
+        "Non-reading clients: 250 connections from 8 (outside the allow list) or 16 (inside) loopback addresses, each "
+        "with a 4 KiB receive buffer, sending 64 queries for a name with %d A records (about 3 KiB per answer, 48 MiB "
+        "for all) and never reading. Trickle: %d connections from 8 addresses sending one byte at a time (about 500 "
+        "bytes/s in all) for up to 20 s while a legitimate client asks over a fresh TCP connection every 3 s. "
+        "Pipelined: 20 clients with 64 queries each in one write." % (relay_attack.BIG_RECORDS, attack["trickle"]["attackers"]),
+        "",
+        "| attack | measured |",
+        "|---|---:|",
+        "| 250 non-reading clients outside the allow list (reset at accept) | peak RSS %.1f MiB |" % attack["refused_non_readers"]["hwm_mib"],
+        "| 250 non-reading clients inside the allow list (64 KiB each, 4 MiB in all) | peak RSS %.1f MiB |" % attack["allowed_non_readers"]["hwm_mib"],
+        "| trickle: legitimate TCP queries answered | %(answered)d of %(asked)d |" % attack["trickle"],
+        "| 1,280 pipelined queries: answered, over upstream TCP connections | %s, %d |" % (
+            "{:,}".format(attack["pipelined"]["answers"]), attack["pipelined"]["upstream_connections"]),
+    ]
 
 
 # Report -------------------------------------------------------------------------------------
@@ -590,6 +640,9 @@ def render_markdown(figures, chart_name):
         "socat's PSS grew by %.1f MiB for %s queries, about %.0f KiB per query, and stayed." % (
             relay_flood["growth_kib"], (max(socat_pss) - socat_pss[0]) / MIB, "{:,}".format(socat_flood["sent"]),
             (max(socat_pss) - socat_pss[0]) / max(1, socat_flood["sent"])),
+    ]
+    lines += attack_lines(figures)
+    lines += [
         "",
         "### Targets",
         "",
