@@ -81,6 +81,17 @@ def hwm_mib(pid):
     return 0.0
 
 
+def queued_mib(port):
+    """MiB the kernel holds in the send queues of the relay's established TCP connections on ``port`` (/proc/net/tcp)."""
+    total = 0
+    with open("/proc/net/tcp") as handle:
+        for line in handle.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+                total += int(fields[4].split(":")[0], 16)
+    return total / MIB / MIB
+
+
 def non_readers(port, zone, sources, clients=250, queries=64):
     """``clients`` connections (spread over ``sources``) each sending ``queries`` big queries and never reading."""
     socks = []
@@ -161,20 +172,22 @@ def run(make_relay, zone, metrics_port, log=print):
     try:
         socks = non_readers(peer.port, zone, ["127.0.0.%d" % (2 + i) for i in range(8)])
         time.sleep(3)
-        figures["refused_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid)}
+        figures["refused_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid), "queued_mib": queued_mib(peer.port)}
         for sock in socks:
             sock.close()
     finally:
         peer.stop()
-    log("bench: 250 non-reading TCP clients outside the allow list: peak RSS %.1f MiB" % figures["refused_non_readers"]["hwm_mib"])
+    log("bench: 250 non-reading TCP clients outside the allow list: peak RSS %(hwm_mib).1f MiB, %(queued_mib).1f MiB in send queues"
+        % figures["refused_non_readers"])
     peer = make_relay(["--allow", "127.0.0.0/8"])
     try:
         socks = non_readers(peer.port, zone, ["127.0.0.%d" % (2 + i) for i in range(16)])
         time.sleep(5)
-        figures["allowed_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid)}
+        figures["allowed_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid), "queued_mib": queued_mib(peer.port)}
         for sock in socks:
             sock.close()
-        log("bench: 250 non-reading TCP clients inside the allow list: peak RSS %.1f MiB" % figures["allowed_non_readers"]["hwm_mib"])
+        log("bench: 250 non-reading TCP clients inside the allow list: peak RSS %(hwm_mib).1f MiB, %(queued_mib).1f MiB in send queues"
+            % figures["allowed_non_readers"])
         figures["trickle"] = trickle(peer.port, zone)
         log("bench: trickle from %(attackers)d connections: legitimate TCP answered %(answered)d of %(asked)d" % figures["trickle"])
     finally:

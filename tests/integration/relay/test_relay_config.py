@@ -1,19 +1,17 @@
-"""The relay's configuration: addresses, the INI file, precedence, the default allow list, sd_notify."""
+"""The relay's configuration where it meets the system: the default allow list (rtnetlink vs `ip addr`), sd_notify."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import shutil
 import socket
-import struct
 import subprocess
 
 import pytest
 
-from ansible_collections.enva.pve.roles.dns_relay.files.enva_relay import config, netlink, systemd
+from ansible_collections.enva.pve.roles.dns_relay.files.enva_relay import config, systemd
 
 
 def test_local_is_loopback_and_the_interface_subnets_ip_addr_shows():

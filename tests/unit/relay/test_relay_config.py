@@ -1,15 +1,11 @@
-"""The relay's configuration: addresses, the INI file, precedence, the default allow list, sd_notify."""
+"""The relay's configuration, pure: addresses, the INI file, precedence, allow tokens, rtnetlink parsing, log format."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import os
-import shutil
 import socket
 import struct
-import subprocess
 
 import pytest
 
