@@ -275,8 +275,8 @@ def write_configs(workdir, ports):
         "  outgoing-interface: 127.0.0.1\n  do-not-query-localhost: yes\n"
         '  local-zone: "." refuse\n  local-zone: "%(zone)s." static\n'
         '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s%(big)s'
-        "remote-control:\n  control-enable: no\n" % {"upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data,
-                                                  "big": relay_attack.unbound_big_data(ZONE)})
+        "remote-control:\n  control-enable: no\n" % {
+            "upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data, "big": relay_attack.unbound_big_data(ZONE)})
     (workdir / "dnsdist.conf").write_text(
         'setSecurityPollSuffix("")\nsetLocal("127.0.0.1:%d")\n'
         'newServer{address="127.0.0.1:%d", checkName="%s."}\n' % (ports["dnsdist"], ports["direct"], ZONE))
@@ -360,8 +360,8 @@ def percentile(values, fraction):
 
 def run_flood(peer, options, count, duration, rate):
     """dnsflood.py against ``peer`` while its RSS and PSS are sampled every 0.5 s; then ``settle_seconds`` more."""
-    command = pinned([sys.executable, str(HERE / "dnsflood.py")], PIN_LOAD) + ["--port", str(peer.port), "--rate", str(rate),
-               "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
+    command = pinned([sys.executable, str(HERE / "dnsflood.py")], PIN_LOAD) + [
+        "--port", str(peer.port), "--rate", str(rate), "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
     with Sampler(peer, interval=0.5, pss=True) as sampler:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
         time.sleep(options.settle_seconds)

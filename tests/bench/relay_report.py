@@ -212,7 +212,8 @@ def attack_lines(figures):
         "for all) and never reading. Trickle: %d connections from 8 addresses sending one byte at a time (about 500 "
         "bytes/s in all) for up to 20 s while a legitimate client asks over a fresh TCP connection every 3 s. "
         "Pipelined: 20 clients with 64 queries each in one write. Send queues: what the kernel holds for the relay's "
-        "client connections (/proc/net/tcp tx_queue), which a CT's memory cgroup counts as it counts RSS." % (relay_attack.BIG_RECORDS, attack["trickle"]["attackers"]),
+        "client connections (/proc/net/tcp tx_queue), which a CT's memory cgroup counts as it counts RSS." % (
+            relay_attack.BIG_RECORDS, attack["trickle"]["attackers"]),
         "",
         "| attack | measured |",
         "|---|---:|",

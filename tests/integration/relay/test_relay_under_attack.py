@@ -298,7 +298,7 @@ def test_queries_cut_by_the_sigterm_drain_get_servfail(relay_factory, upstream_f
     relay = relay_factory("--upstream", first.addr, "--upstream", second.addr, "--timeout", "1")
     with udp_client() as sock:
         sock.sendto(make_query("cut.test.", qid=0xC07), ("127.0.0.1", relay.port))
-        wait_for(lambda: first.queries(), what="the query at the first upstream")
+        wait_for(first.queries, what="the query at the first upstream")
         relay.signal(signal.SIGTERM)  # the drain (1 s) ends while the query waits for the second upstream
         assert relay.proc.wait(WAIT) == 0
         sock.settimeout(5)

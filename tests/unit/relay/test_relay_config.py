@@ -89,8 +89,8 @@ def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
     ["--allow", "192.0.2.0/24,198.51.100.0/24", "--allow", "local"],
 ])
 def test_allow_takes_several_cidrs_after_one_flag_or_repeated(argv):
-    args = config.build_parser().parse_args(["--upstream", "192.0.2.53", "--listen", "127.0.0.1:5300", "--listen", "[::1]:5300"]
-                                           + argv)
+    args = config.build_parser().parse_args(
+        ["--upstream", "192.0.2.53", "--listen", "127.0.0.1:5300", "--listen", "[::1]:5300"] + argv)
     settings = config.load_settings(args)
     assert settings.raw["allow"] == ["192.0.2.0/24", "198.51.100.0/24", "local"]
     assert [str(n) for n in settings.allow[:4]] == ["192.0.2.0/24", "198.51.100.0/24", "127.0.0.0/8", "::1/128"]

@@ -226,5 +226,3 @@ def load_settings(args):
         return Settings(values, args.config)
     except ConfigError as exc:
         raise ConfigError("configuration: %s" % exc)
-
-

@@ -127,4 +127,3 @@ class MetricsMixin:
             if upstream.answers:
                 parts.append('upstream_rtt_mean_ms{upstream="%s"}=%.3f' % (upstream.label, 1000 * upstream.rtt_sum / upstream.answers))
         LOG.info("counters (%s): %s", why, " ".join(parts))
-

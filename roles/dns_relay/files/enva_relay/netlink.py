@@ -60,5 +60,3 @@ def interface_networks():
             found, done = parse_rtm_newaddr(sock.recv(65536))
             networks.extend(found)
     return networks
-
-

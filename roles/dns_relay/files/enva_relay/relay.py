@@ -249,9 +249,6 @@ class Relay(UdpMixin, TcpClientsMixin, TcpUpstreamsMixin, MetricsMixin):
         self.acl_cache[host] = allowed
         return allowed
 
-    # the hot path: queries ------------------------------------------------------
-
-
     def _random_bytes(self, count):
         """``count`` unpredictable bytes, from a pool refilled from os.urandom."""
         pos = self.random_pos

@@ -97,4 +97,3 @@ def setup_logging(level):
     LOG.handlers[:] = [handler]
     LOG.propagate = False
     LOG.setLevel(level.upper())
-

@@ -138,4 +138,3 @@ def synthesize(query, rcode, qend=0):
     if qend:
         return query[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[HEADER_LEN:qend]
     return query[:2] + flags + bytes(8)
-
