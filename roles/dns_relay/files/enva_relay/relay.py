@@ -275,7 +275,7 @@ class Relay(UdpMixin, TcpClientsMixin, TcpUpstreamsMixin, MetricsMixin):
             self.next_probe = now + PROBE_INTERVAL
             for upstream in self.upstreams:
                 if not upstream.up:
-                    self._send_udp(Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None, (upstream,)), upstream)
+                    self._send((Pending(PROBE_QUERY, PROBE_QUERY[HEADER_LEN:], None, None, tuple(u for u in self.upstreams if u is not upstream)),))
                 for usock in [u for u in upstream.sockets if u.sent and u.opened <= now - self.port_lifetime]:
                     self._rotate(usock)
             self._upstream_tcp_timers(now, self.upstreams + self.removed_upstreams)

@@ -124,8 +124,9 @@ class TcpClientsMixin:
     def _tcp_frames(self, conn):
         """Handle the complete queries in ``conn``'s buffer, up to TCP_PIPELINE in flight."""
         rbuf = conn.rbuf
-        started = False
-        while len(rbuf) >= 2 and conn.pending < TCP_PIPELINE and not conn.closed:
+        frames = []
+        room = TCP_PIPELINE - conn.pending
+        while len(rbuf) >= 2 and len(frames) < room:
             size = rbuf[0] << 8 | rbuf[1]
             if size < HEADER_LEN or size > MAX_QUERY or (len(rbuf) > 4 and rbuf[4] & 0x80):
                 # shorter than a header, longer than any query, or an answer: not a DNS client
@@ -134,16 +135,16 @@ class TcpClientsMixin:
                 return
             if len(rbuf) < size + 2:
                 break
-            data = bytes(rbuf[2:size + 2])
+            frames.append((bytes(rbuf[2:size + 2]), None))
             del rbuf[:size + 2]
-            started = True
-            self.tcp_queries += 1
+        if frames:
+            self.tcp_queries += len(frames)
             conn.idle_at = self.now + self.tcp_idle_timeout
-            self._query(data, conn, None)
-        if conn.closed:
-            return
+            self._queries(frames, conn)
+            if conn.closed:
+                return
         if rbuf and (len(rbuf) < 2 or len(rbuf) < (rbuf[0] << 8 | rbuf[1]) + 2):  # a query begun, not complete
-            if started or conn.frame_at is None:
+            if frames or conn.frame_at is None:
                 conn.frame_at = self.now + self.tcp_frame_timeout
         else:
             conn.frame_at = None

@@ -111,6 +111,7 @@ class TcpUpstreamsMixin:
         rbuf = conn.rbuf
         rbuf += chunk
         waiting = conn.waiting
+        answers = []
         while len(rbuf) >= 2:
             size = rbuf[0] << 8 | rbuf[1]
             if len(rbuf) < size + 2:
@@ -127,7 +128,9 @@ class TcpUpstreamsMixin:
             conn.answered += 1
             if not waiting:
                 conn.idle_since = self.now
-            self._answered(pending, conn.upstream, data)
+            answers.append((pending, data))
+        if answers:
+            self._deliver(conn.upstream, answers)
 
     def _upstream_send(self, conn):
         try:

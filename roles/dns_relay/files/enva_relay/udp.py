@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one forwarding path: every query (UDP or TCP) in, every answer out; UDP to the upstreams.
 
-A query goes _query -> _forward -> _send_udp or _forward_tcp; an answer goes
-_answered -> _finish, whichever transport it came on. There is no second,
-hand-inlined copy of these steps for the common case: the common case is
-made cheap inside them (the cheap header checks first, one random upstream
-socket per wakeup of the loop, locals bound once per burst).
+Queries go _queries (checks, access, limits) -> _send (next upstream, fresh
+ID, out on UDP or handed to _forward_tcp); a timeout or a failure sends the
+query through _send again. Answers, from UDP or TCP, go _deliver (RTT,
+health, the client's ID and question restored) -> _finish. Each of these
+steps exists once, for every transport; they take a batch (the datagrams of
+one wakeup, the frames of one read, one retried query) so that the common
+case costs one loop iteration with its locals bound once per batch.
 """
 
 import bisect
@@ -27,61 +29,64 @@ class UdpMixin:
     # queries ---------------------------------------------------------------------------
 
     def _on_udp_query(self, lsock, _events):
-        """Drain a UDP listener (up to BURST datagrams), each through _query."""
+        """Drain a UDP listener (up to BURST datagrams) into one batch for _queries."""
         recvfrom = lsock.recvfrom
-        query = self._query
-        count = 0
-        try:
-            for _burst in BURST:
-                try:
-                    data, addr = recvfrom(MAX_QUERY + 1)
-                except BlockingIOError:
-                    return
-                except OSError as exc:
-                    self.events["dropped:recv-error"] += 1
-                    LOG.debug("recvfrom: %s", exc)
-                    return
-                count += 1
-                query(data, lsock, addr)
-        finally:
-            self.udp_queries += count
+        batch = []
+        for _burst in BURST:
+            try:
+                batch.append(recvfrom(MAX_QUERY + 1))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self.events["dropped:recv-error"] += 1
+                LOG.debug("recvfrom: %s", exc)
+                break
+        if batch:
+            self.udp_queries += len(batch)
+            self._queries(batch, lsock)
 
-    def _query(self, data, reply, addr):
-        """A client's message (UDP: ``addr`` is its address; TCP: ``reply`` is its TcpClient, ``addr`` None)."""
-        if addr is None:
-            allowed = reply.allowed
-        else:
-            allowed = self.acl_cache.get(addr[0])
-            if allowed is None:
-                allowed = self._allowed(addr[0])
-        # The cheap checks first: an allowed, well-formed query with room in flight goes straight on.
-        if (allowed and len(self.inflight) < self.max_inflight and HEADER_LEN < len(data) <= MAX_QUERY and not data[2] & 0xF8
-                and not data[4] and data[5] == 1):
-            try:
-                qend = question_end(data)
-            except MessageError as exc:
-                self._malformed(data, reply, addr, exc.reason, allowed)
-                return
-        else:
-            try:
-                qend = check_query(data)
-            except MessageError as exc:
-                self._malformed(data, reply, addr, exc.reason, allowed)
-                return
-            if not allowed:
-                self.events["refused:acl"] += 1
-                self._respond(reply, addr, synthesize(data, REFUSED, qend))
-                return
-            if len(self.inflight) >= self.max_inflight:
-                self.events["refused:inflight"] += 1
-                self._respond(reply, addr, synthesize(data, REFUSED, qend))
-                return
-        if self.log_queries:
-            LOG.debug("query %s from %s", describe(data), addr or reply.host)
-        pending = Pending(data, data[HEADER_LEN:qend], reply, addr)
-        if addr is None:
-            reply.pending += 1
-        self._forward(pending)
+    def _queries(self, batch, reply):
+        """Clients' messages: UDP ``batch`` of (bytes, address) with ``reply`` the listener; TCP: (bytes, None), its TcpClient."""
+        acl_cache = self.acl_cache
+        inflight = self.inflight
+        limit = self.max_inflight
+        ready = []
+        for data, addr in batch:
+            if addr is None:
+                allowed = reply.allowed
+            else:
+                allowed = acl_cache.get(addr[0])
+                if allowed is None:
+                    allowed = self._allowed(addr[0])
+            # The cheap checks first: an allowed, well-formed query with room in flight goes straight on.
+            if (allowed and len(inflight) + len(ready) < limit and HEADER_LEN < len(data) <= MAX_QUERY and not data[2] & 0xF8
+                    and not data[4] and data[5] == 1):
+                try:
+                    qend = question_end(data)
+                except MessageError as exc:
+                    self._malformed(data, reply, addr, exc.reason, allowed)
+                    continue
+            else:
+                try:
+                    qend = check_query(data)
+                except MessageError as exc:
+                    self._malformed(data, reply, addr, exc.reason, allowed)
+                    continue
+                if not allowed:
+                    self.events["refused:acl"] += 1
+                    self._respond(reply, addr, synthesize(data, REFUSED, qend))
+                    continue
+                if len(inflight) + len(ready) >= limit:
+                    self.events["refused:inflight"] += 1
+                    self._respond(reply, addr, synthesize(data, REFUSED, qend))
+                    continue
+            if self.log_queries:
+                LOG.debug("query %s from %s", describe(data), addr or reply.host)
+            ready.append(Pending(data, data[HEADER_LEN:qend], reply, addr))
+        if ready:
+            if ready[0].addr is None:
+                reply.pending += len(ready)
+            self._send(ready)
 
     def _malformed(self, data, reply, addr, reason, allowed):
         self.events["malformed:" + reason] += 1
@@ -94,49 +99,60 @@ class UdpMixin:
             self._respond(reply, addr, synthesize(data, NOTIMP if reason == "opcode" else FORMERR))
 
     def _forward(self, pending):
-        """Send ``pending`` to the next upstream it has not tried, or SERVFAIL when none is left."""
-        tried = pending.tried
-        for upstream in self.order:
-            if upstream not in tried:
-                break
-        else:
-            self.events["servfail:exhausted"] += 1
-            if self.log_queries:
-                LOG.debug("SERVFAIL for %s: no upstream answered", describe(pending.query))
-            self._servfail(pending)
-            return
-        pending.tried = tried + (upstream,)
-        if pending.addr is None and pending.reply is not None:
-            self._forward_tcp(pending, upstream)
-        else:
-            self._send_udp(pending, upstream)
+        """Send one query (again) to the next upstream it has not tried, or SERVFAIL when none is left."""
+        self._send((pending,))
 
-    def _send_udp(self, pending, upstream):
-        """Out on one of the upstream's UDP sockets (the same one for the whole wakeup), with a fresh random ID."""
-        usock = upstream.current
-        if upstream.current_round != self.round:
-            usock = upstream.current = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
-            upstream.current_round = self.round
+    def _send(self, pendings):
+        """Send each query to the next upstream it has not tried (SERVFAIL when none is left), with a fresh random ID.
+
+        UDP queries leave on one of the upstream's sockets, picked at random once
+        per wakeup of the loop: each query's port is as unpredictable as with a
+        pick per query, and the answers arrive together on one socket, which the
+        loop then drains in one go. TCP queries go to _forward_tcp.
+        """
+        order = self.order
         inflight = self.inflight
-        base = usock.base
-        rand = self._random_bytes(2)
-        key = base | rand[0] << 8 | rand[1]
-        while key in inflight:  # an ID already in flight on this socket: draw another
+        deadline = self.now + self.timeout
+        monotonic = time.monotonic
+        wakeup = self.round
+        for pending in pendings:
+            tried = pending.tried
+            for upstream in order:
+                if upstream not in tried:
+                    break
+            else:
+                self.events["servfail:exhausted"] += 1
+                if self.log_queries:
+                    LOG.debug("SERVFAIL for %s: no upstream answered", describe(pending.query))
+                self._servfail(pending)
+                continue
+            pending.tried = tried + (upstream,)
+            if pending.addr is None and pending.reply is not None:
+                self._forward_tcp(pending, upstream)
+                continue
+            usock = upstream.current
+            if upstream.current_round != wakeup:
+                usock = upstream.current = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
+                upstream.current_round = wakeup
+            base = usock.base
             rand = self._random_bytes(2)
             key = base | rand[0] << 8 | rand[1]
-        pending.key = key
-        pending.deadline = self.now + self.timeout
-        pending.sent_at = time.monotonic()
-        inflight[key] = pending
-        upstream.queries += 1
-        out = rand + pending.query[2:]
-        try:
-            usock.sock.send(out)
-        except OSError:
-            self._send_failed(usock, out)
-        usock.sent += 1
-        if usock.sent >= ROTATE_AFTER:
-            self._rotate(usock)
+            while key in inflight:  # an ID already in flight on this socket: draw another
+                rand = self._random_bytes(2)
+                key = base | rand[0] << 8 | rand[1]
+            pending.key = key
+            pending.deadline = deadline
+            pending.sent_at = monotonic()
+            inflight[key] = pending
+            upstream.queries += 1
+            out = rand + pending.query[2:]
+            try:
+                usock.sock.send(out)
+            except OSError:
+                self._send_failed(usock, out)
+            usock.sent += 1
+            if usock.sent >= ROTATE_AFTER:
+                self._rotate(usock)
 
     def _send_failed(self, usock, out):
         """A send to an upstream failed: a pending ICMP error of an earlier datagram is reported once; try again."""
@@ -166,17 +182,17 @@ class UdpMixin:
     # answers -------------------------------------------------------------------------------
 
     def _on_udp_answer(self, usock, _events):
-        """Drain an upstream socket (up to BURST datagrams); each answer that matches a query in flight to _answered."""
+        """Drain an upstream socket (up to BURST datagrams); the answers that match a query in flight to _deliver."""
         recv = usock.sock.recv
         inflight = self.inflight
         base = usock.base
         upstream = usock.upstream
-        answered = self._answered
+        answers = []
         for _burst in BURST:
             try:
                 data = recv(MAX_ANSWER)
             except BlockingIOError:
-                return
+                break
             except ConnectionRefusedError:  # ICMP port unreachable: nobody listens there
                 self._refused(usock)
                 continue
@@ -197,7 +213,9 @@ class UdpMixin:
                 self.events["ignored:question"] += 1
                 continue
             del inflight[pending.key]
-            answered(pending, upstream, data)
+            answers.append((pending, data))
+        if answers:
+            self._deliver(upstream, answers)
 
     def _refused(self, usock):
         """The upstream refused a datagram: fail the queries waiting on this socket now rather than at their timeout."""
@@ -213,24 +231,29 @@ class UdpMixin:
             self._upstream_failed(upstream)
             self._forward(pending)
 
-    def _answered(self, pending, upstream, data):
-        """An upstream's answer (UDP or TCP) to ``pending``, already matched and out of the in-flight table."""
-        rtt = time.monotonic() - pending.sent_at
-        upstream.answers += 1
-        upstream.rtt_sum += rtt
-        upstream.rtt_buckets[bisect.bisect_left(RTT_BOUNDS, rtt)] += 1
+    def _deliver(self, upstream, answers):
+        """``upstream``'s answers (UDP or TCP), each (Pending, bytes), already matched and out of the in-flight table."""
+        now = time.monotonic()
+        buckets = upstream.rtt_buckets
+        finish = self._finish
+        rtt_sum = 0.0
+        for pending, data in answers:
+            rtt = now - pending.sent_at
+            rtt_sum += rtt
+            buckets[bisect.bisect_left(RTT_BOUNDS, rtt)] += 1
+            if pending.reply is None:  # a probe
+                continue
+            query = pending.query
+            question = pending.question
+            end = HEADER_LEN + len(question)
+            finish(pending, query[:2] + data[2:] if data[HEADER_LEN:end] == question else restore_answer(data, query, end - HEADER_LEN))
+        upstream.answers += len(answers)
+        upstream.rtt_sum += rtt_sum
         upstream.last_answer = self.now
         if upstream.fails:
             upstream.fails = 0
         if not upstream.up:
             self._set_health(upstream, True)
-        if pending.reply is None:  # a probe
-            return
-        query = pending.query
-        question = pending.question
-        end = HEADER_LEN + len(question)
-        self._finish(pending, query[:2] + data[2:] if data[HEADER_LEN:end] == question
-                     else restore_answer(data, query, end - HEADER_LEN))
 
     def _servfail(self, pending):
         self._finish(pending, synthesize(pending.query, SERVFAIL, HEADER_LEN + len(pending.question)))
