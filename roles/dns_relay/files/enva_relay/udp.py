@@ -113,8 +113,9 @@ class UdpMixin:
         order = self.order
         inflight = self.inflight
         deadline = self.now + self.timeout
-        monotonic = time.monotonic
+        sent_at = time.monotonic()
         wakeup = self.round
+        random_bytes = self._random_bytes
         for pending in pendings:
             tried = pending.tried
             for upstream in order:
@@ -135,14 +136,14 @@ class UdpMixin:
                 usock = upstream.current = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
                 upstream.current_round = wakeup
             base = usock.base
-            rand = self._random_bytes(2)
+            rand = random_bytes(2)
             key = base | rand[0] << 8 | rand[1]
             while key in inflight:  # an ID already in flight on this socket: draw another
-                rand = self._random_bytes(2)
+                rand = random_bytes(2)
                 key = base | rand[0] << 8 | rand[1]
             pending.key = key
             pending.deadline = deadline
-            pending.sent_at = monotonic()
+            pending.sent_at = sent_at
             inflight[key] = pending
             upstream.queries += 1
             out = rand + pending.query[2:]
