@@ -137,7 +137,8 @@ def render_markdown(figures, chart_name):
         "![DNS relay benchmark](%s)" % chart_name,
         "",
         "Reproduce: `make bench` (all benchmarks) or `.venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md` "
-        "(about 6 minutes; run it on a quiet machine, the load average is part of the record).",
+        "(about 10 minutes; the load average is part of the record: other work on the machine shows in the figures, "
+        "least in the answers per CPU-second).",
     ]
     return "\n".join(lines)
 

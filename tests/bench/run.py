@@ -1,6 +1,6 @@
 """enva.pve's benchmarks: each subcommand measures one thing and replaces its own section of the report.
 
-    .venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md      # DNS relay vs peers (~6 min)
+    .venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md      # DNS relay vs peers (~10 min)
     .venv/bin/python tests/bench/run.py relay --quick                         # try the harness (~1 min), print only
     .venv/bin/python tests/bench/run.py oom-evidence --write docs/benchmarks.md
     .venv/bin/python tests/bench/run.py oom-audit --write docs/benchmarks.md  # fleet audit, 250/500/1,000 CTs (~3 min)
