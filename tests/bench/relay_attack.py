@@ -165,29 +165,29 @@ def metrics(port):
     return values
 
 
+def non_reader_phase(peer, zone, addresses, settle, where, log):
+    """250 non-reading clients from ``addresses`` loopback addresses; after ``settle`` s the relay's peak RSS and send queues."""
+    socks = non_readers(peer.port, zone, ["127.0.0.%d" % (2 + i) for i in range(addresses)])
+    time.sleep(settle)
+    result = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid), "queued_mib": queued_mib(peer.port)}
+    for sock in socks:
+        sock.close()
+    log("bench: 250 non-reading TCP clients %s the allow list: peak RSS %.1f MiB, %.1f MiB in send queues" % (
+        where, result["hwm_mib"], result["queued_mib"]))
+    return result
+
+
 def run(make_relay, zone, metrics_port, log=print):
     """The three attacks, each on a fresh relay from ``make_relay(extra_args) -> Peer`` (started; stopped here)."""
     figures = {}
     peer = make_relay(["--allow", "127.0.0.1/32"])
     try:
-        socks = non_readers(peer.port, zone, ["127.0.0.%d" % (2 + i) for i in range(8)])
-        time.sleep(3)
-        figures["refused_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid), "queued_mib": queued_mib(peer.port)}
-        for sock in socks:
-            sock.close()
+        figures["refused_non_readers"] = non_reader_phase(peer, zone, 8, 3, "outside", log)
     finally:
         peer.stop()
-    log("bench: 250 non-reading TCP clients outside the allow list: peak RSS %(hwm_mib).1f MiB, %(queued_mib).1f MiB in send queues"
-        % figures["refused_non_readers"])
     peer = make_relay(["--allow", "127.0.0.0/8"])
     try:
-        socks = non_readers(peer.port, zone, ["127.0.0.%d" % (2 + i) for i in range(16)])
-        time.sleep(5)
-        figures["allowed_non_readers"] = {"clients": len(socks), "hwm_mib": hwm_mib(peer.proc.pid), "queued_mib": queued_mib(peer.port)}
-        for sock in socks:
-            sock.close()
-        log("bench: 250 non-reading TCP clients inside the allow list: peak RSS %(hwm_mib).1f MiB, %(queued_mib).1f MiB in send queues"
-            % figures["allowed_non_readers"])
+        figures["allowed_non_readers"] = non_reader_phase(peer, zone, 16, 5, "inside", log)
         figures["trickle"] = trickle(peer.port, zone)
         log("bench: trickle from %(attackers)d connections: legitimate TCP answered %(answered)d of %(asked)d" % figures["trickle"])
     finally:

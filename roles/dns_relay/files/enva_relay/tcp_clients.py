@@ -110,13 +110,7 @@ class TcpClientsMixin:
             else:
                 self._close_client(conn)
             return
-        if len(conn.rbuf) + len(conn.wbuf) + len(chunk) > self.tcp_buffer:
-            self.events["tcp:buffer-closed"] += 1
-            self._close_client(conn)
-            return
-        if self.tcp_buffered + len(chunk) > self.tcp_budget:
-            self.events["tcp:budget-closed"] += 1
-            self._close_client(conn)
+        if not self._room(conn, len(chunk), "buffer"):
             return
         conn.rbuf += chunk
         self._tcp_frames(conn)
@@ -161,6 +155,17 @@ class TcpClientsMixin:
             conn.mask = mask
             self.epoll.modify(conn.sock.fileno(), mask)
 
+    def _room(self, conn, more, reason):
+        """True if ``more`` bytes fit in ``conn``'s --tcp-buffer and in the --tcp-buffer-budget; else ``conn`` is closed."""
+        if len(conn.rbuf) + len(conn.wbuf) + more > self.tcp_buffer:
+            self.events["tcp:%s-closed" % reason] += 1
+        elif self.tcp_buffered + more > self.tcp_budget:
+            self.events["tcp:budget-closed"] += 1
+        else:
+            return True
+        self._close_client(conn)
+        return False
+
     def _account(self, conn):
         """Keep the relay's total of TCP client buffers in step with ``conn``'s."""
         size = len(conn.rbuf) + len(conn.wbuf)
@@ -172,46 +177,42 @@ class TcpClientsMixin:
             return
         frame = len(out).to_bytes(2, "big") + out
         if not conn.wbuf:
-            try:
-                sent = conn.sock.send(frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._close_client(conn)
+            sent = self._tcp_write(conn, frame)
+            if sent < 0:
                 return
-            if sent:
-                conn.idle_at = self.now + self.tcp_idle_timeout
             if sent == len(frame):
                 if conn.eof and not conn.pending:
                     self._close_client(conn)
                 return
             frame = frame[sent:]
-        if len(conn.wbuf) + len(conn.rbuf) + len(frame) > self.tcp_buffer:
-            self.events["tcp:slow-reader-closed"] += 1
-            self._close_client(conn)
-            return
-        if self.tcp_buffered + len(frame) > self.tcp_budget:
-            self.events["tcp:budget-closed"] += 1
-            self._close_client(conn)
+        if not self._room(conn, len(frame), "slow-reader"):
             return
         conn.wbuf += frame
         self._account(conn)
         self._tcp_interest(conn)
 
+    def _tcp_write(self, conn, data):
+        """Hand the kernel what it takes of ``data`` now; how much, or -1 if the connection failed (and is closed)."""
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._close_client(conn)
+            return -1
+        if sent:  # the client reads: not idle
+            conn.idle_at = self.now + self.tcp_idle_timeout
+        return sent
+
     def _tcp_flush(self, conn):
         if conn.closed:
             return
         if conn.wbuf:
-            try:
-                sent = conn.sock.send(conn.wbuf)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._close_client(conn)
+            sent = self._tcp_write(conn, conn.wbuf)
+            if sent < 0:
                 return
             if sent:
                 del conn.wbuf[:sent]
-                conn.idle_at = self.now + self.tcp_idle_timeout
                 self._account(conn)
         if conn.eof and not conn.wbuf and not conn.pending:
             self._close_client(conn)
