@@ -10,6 +10,13 @@ nothing ever leaves the machine):
 - dnsmasq (--cache-size=0, no resolv.conf),
 - socat-fork (`socat UDP4-LISTEN:P,fork,reuseaddr UDP4:upstream`).
 
+Fair to every peer: each is started the same way, in the harness's own session
+(with kernel.sched_autogroup_enabled=1 a new session is a scheduling group of
+its own, which favours a multi-threaded peer or starves it, depending on who
+else runs), the forwarder under test pinned alone to CPU 1 (`taskset`),
+dnsperf, unbound and the flood generator pinned to CPU 0. The forwarder's CPU
+time over each run gives its throughput per CPU-second of its own (per core).
+
 Measured: dnsperf throughput (-c 4 -q 200, median of the rounds, loss),
 latency at a fixed rate (dnsperf -Q, every query's latency from -v), peak
 RSS of each peer (VmHWM; socat: the sampled sum over its process tree), and a
@@ -38,12 +45,27 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared helpers
+sys.path.insert(0, str(HERE))  # relay_attack next to this file
+from support.net import free_port  # noqa: E402  pylint: disable=wrong-import-position
+
+import relay_attack  # noqa: E402  pylint: disable=wrong-import-position
+
 RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # what a Debian CT runs
 ZONE = "bench.enva.test"
 NAMES = 100
 PEERS = ("direct", "relay", "dnsdist", "dnsmasq", "socat")
+FORWARDERS = ("relay", "dnsdist", "dnsmasq", "socat")
 MIB = 1024.0
+# CPU pinning: the forwarder under test alone on one CPU, the load (dnsperf, unbound, the flood) on the other.
+PIN_LOAD, PIN_FORWARDER = ("0", "1") if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else (None, None)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pinned(command, cpu):
+    """``command`` run under ``taskset -c cpu`` (as is without pinning)."""
+    return ["taskset", "-c", cpu] + list(command) if cpu is not None else list(command)
 
 
 class Options:
@@ -114,8 +136,9 @@ class Peer:
 
     def start(self):
         with open(self.log, "ab") as log:
+            # The caller's session and process group for every peer alike: one scheduling autogroup.
             self.proc = subprocess.Popen(self.command, cwd=str(self.workdir), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not answers(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -133,6 +156,21 @@ class Peer:
 
     def hwm_kib(self):
         return status_kib(self.proc.pid, "VmHWM")
+
+    def cpu_seconds(self):
+        """User + system CPU time of the peer's processes (every thread) so far."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                continue
+        return ticks / CLK_TCK
+
+    def autogroup(self):
+        return autogroup(self.proc.pid)
 
     def stop(self):
         """SIGTERM to every PID of the peer (children first), SIGKILL to what is left after 10 s."""
@@ -153,6 +191,15 @@ class Peer:
                 break
         self.proc.wait(10)
         self.proc = None
+
+
+def autogroup(pid):
+    """The scheduling autogroup of ``pid`` ("/autogroup-N nice M"), or "" where the kernel has none."""
+    try:
+        with open("/proc/%d/autogroup" % pid) as handle:
+            return handle.read().split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def alive(pid):
@@ -178,23 +225,6 @@ def answers(port):
 def query_wire(name):
     qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\x00"
     return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
-
-
-def free_port(taken=()):
-    """A port free on 127.0.0.1 for both UDP and TCP (the peers listen on both), not in ``taken``."""
-    for _attempt in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise SystemExit("bench: no port free for both UDP and TCP on 127.0.0.1")
 
 
 class Sampler:
@@ -244,8 +274,9 @@ def write_configs(workdir, ports):
         "  verbosity: 0\n  access-control: 127.0.0.0/8 allow\n"
         "  outgoing-interface: 127.0.0.1\n  do-not-query-localhost: yes\n"
         '  local-zone: "." refuse\n  local-zone: "%(zone)s." static\n'
-        '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s'
-        "remote-control:\n  control-enable: no\n" % {"upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data})
+        '  local-data: "%(zone)s. 3600 IN A 127.0.0.53"\n%(data)s%(big)s'
+        "remote-control:\n  control-enable: no\n" % {
+            "upstream": ports["direct"], "dir": workdir, "zone": ZONE, "data": local_data, "big": relay_attack.unbound_big_data(ZONE)})
     (workdir / "dnsdist.conf").write_text(
         'setSecurityPollSuffix("")\nsetLocal("127.0.0.1:%d")\n'
         'newServer{address="127.0.0.1:%d", checkName="%s."}\n' % (ports["dnsdist"], ports["direct"], ZONE))
@@ -263,7 +294,8 @@ def make_peers(workdir, ports):
                     "--bind-interfaces", "--port=%d" % ports["dnsmasq"], "--user=root", "--pid-file="],
         "socat": ["socat", "UDP4-LISTEN:%d,fork,reuseaddr,bind=127.0.0.1" % ports["socat"], "UDP4:" + upstream],
     }
-    return {name: Peer(name, ports[name], commands[name], workdir, tree=name == "socat") for name in PEERS}
+    return {name: Peer(name, ports[name], pinned(commands[name], PIN_FORWARDER if name in FORWARDERS else PIN_LOAD), workdir,
+                       tree=name == "socat") for name in PEERS}
 
 
 def versions():
@@ -303,7 +335,7 @@ def machine():
 
 def dnsperf(port, workdir, seconds, rate=None):
     """One dnsperf run; with ``rate``, -Q and -v: every answered query's latency (s) too."""
-    command = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(workdir / "queries.txt"), "-c", "4", "-l", str(seconds)]
+    command = pinned(["dnsperf"], PIN_LOAD) + ["-s", "127.0.0.1", "-p", str(port), "-d", str(workdir / "queries.txt"), "-c", "4", "-l", str(seconds)]
     command += ["-Q", str(rate), "-v"] if rate else ["-q", "200"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
 
@@ -328,8 +360,8 @@ def percentile(values, fraction):
 
 def run_flood(peer, options, count, duration, rate):
     """dnsflood.py against ``peer`` while its RSS and PSS are sampled every 0.5 s; then ``settle_seconds`` more."""
-    command = [sys.executable, str(HERE / "dnsflood.py"), "--port", str(peer.port), "--rate", str(rate),
-               "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
+    command = pinned([sys.executable, str(HERE / "dnsflood.py")], PIN_LOAD) + [
+        "--port", str(peer.port), "--rate", str(rate), "--duration", str(duration), "--count", str(count), "--name", "host1." + ZONE]
     with Sampler(peer, interval=0.5, pss=True) as sampler:
         out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
         time.sleep(options.settle_seconds)
@@ -353,25 +385,30 @@ def measure(options, log=print):
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "load_before": os.getloadavg(), "machine": machine(), "versions": versions(),
                "options": vars(options), "throughput": {p: [] for p in PEERS}, "latency": {p: [] for p in PEERS},
-               "rcodes": {p: [] for p in PEERS}, "peak_rss_kib": {}, "flood": {}}
+               "rcodes": {p: [] for p in PEERS}, "peak_rss_kib": {}, "flood": {},
+               "pinning": {"forwarder": PIN_FORWARDER, "load": PIN_LOAD}}
     try:
         for name in PEERS:
             peers[name].start()
         log("bench: peers up on 127.0.0.1: %s" % ", ".join("%s:%d" % (n, ports[n]) for n in PEERS))
+        groups = {name: peers[name].autogroup() for name in PEERS}
+        figures["same_autogroup"] = len(set(groups.values()) | {autogroup(os.getpid())}) == 1
         socat_peak = 0
         for round_ in range(options.rounds):
             order = PEERS[round_ % len(PEERS):] + PEERS[:round_ % len(PEERS)]
             for name in order:
+                cpu_before = peers[name].cpu_seconds()
                 with Sampler(peers[name]) as sampler:
                     run = dnsperf(ports[name], workdir, options.seconds)
+                run["cpu"] = peers[name].cpu_seconds() - cpu_before
                 if name == "socat":
                     socat_peak = max(socat_peak, sampler.peak)
                 latency = dnsperf(ports[name], workdir, options.latency_seconds, rate=options.rate)
-                figures["throughput"][name].append({k: run[k] for k in ("qps", "sent", "lost")})
+                figures["throughput"][name].append({k: run[k] for k in ("qps", "sent", "lost", "cpu")})
                 figures["rcodes"][name].append(run["rcodes"])
                 figures["latency"][name].extend(latency["latencies"])
-                log("bench: round %d %-8s %8.0f qps, lost %d; at %d qps median %.3f ms" % (
-                    round_ + 1, name, run["qps"], run["lost"], options.rate, 1000 * statistics.median(latency["latencies"])))
+                log("bench: round %d %-8s %8.0f qps, %8.0f q/CPU-s, lost %d; at %d qps median %.3f ms" % (
+                    round_ + 1, name, run["qps"], per_cpu(run), run["lost"], options.rate, 1000 * statistics.median(latency["latencies"])))
         for name in PEERS:
             figures["peak_rss_kib"][name] = socat_peak if name == "socat" else peers[name].hwm_kib()
 
@@ -384,12 +421,27 @@ def measure(options, log=print):
         socat_rate = options.socat_flood_count / options.flood_seconds
         log("bench: flood against socat: %d queries over %d s" % (options.socat_flood_count, options.flood_seconds))
         figures["flood"]["socat"] = run_flood(peers["socat"], options, options.socat_flood_count, options.flood_seconds, socat_rate)
+        peers["socat"].stop()  # its fork children would only add noise to the attack runs
+
+        def make_relay(extra):
+            port = free_port(ports.values())
+            command = [PYTHON, str(RELAY), "--listen", "127.0.0.1:%d" % port, "--upstream", "127.0.0.1:%d" % ports["direct"],
+                       "--log-level", "warning"] + extra
+            peer = Peer("relay-attack", port, pinned(command, PIN_FORWARDER), workdir)
+            peer.start()
+            return peer
+        figures["attack"] = relay_attack.run(make_relay, ZONE, free_port(ports.values()), log=log)
     finally:
         for name in reversed(PEERS):
             peers[name].stop()
         shutil.rmtree(workdir, ignore_errors=True)
     figures["load_after"] = os.getloadavg()
     return summarize(figures)
+
+
+def per_cpu(run):
+    """Answered queries per CPU-second the peer itself used during a throughput run."""
+    return (run["sent"] - run["lost"]) / run["cpu"] if run.get("cpu") else 0.0
 
 
 def other_rcodes(summaries):
@@ -410,6 +462,7 @@ def summarize(figures):
         latencies = figures["latency"][name]
         rows[name] = {
             "qps": statistics.median(r["qps"] for r in runs), "qps_min": min(r["qps"] for r in runs),
+            "per_cpu": statistics.median(per_cpu(r) for r in runs),
             "qps_max": max(r["qps"] for r in runs), "rounds": len(runs),
             "loss": sum(r["lost"] for r in runs) / max(1, sum(r["sent"] for r in runs)),
             "lat_avg": statistics.fmean(latencies), "lat_p50": statistics.median(latencies),
@@ -424,7 +477,8 @@ def summarize(figures):
     figures["flood"]["relay"]["growth_kib"] = (statistics.fmean(late) - statistics.fmean(early)) if early and late else 0.0
     direct, relay, dnsdist = rows["direct"], rows["relay"], rows["dnsdist"]
     figures["targets"] = [
-        ("throughput >= 0.5 x dnsdist", "%.2f x dnsdist" % (relay["qps"] / dnsdist["qps"]), relay["qps"] >= 0.5 * dnsdist["qps"]),
+        ("answers per CPU-second >= 0.64 x dnsdist", "%.2f x dnsdist" % (relay["per_cpu"] / dnsdist["per_cpu"]),
+         relay["per_cpu"] >= 0.64 * dnsdist["per_cpu"]),
         ("peak RSS <= 24 MiB at full load", "%.1f MiB" % (relay["rss_kib"] / MIB), relay["rss_kib"] <= 24 * MIB),
         ("peak RSS <= 24 MiB during the flood", "%.1f MiB" % (figures["flood"]["relay"]["hwm_kib"] / MIB),
          figures["flood"]["relay"]["hwm_kib"] <= 24 * MIB),
@@ -433,170 +487,14 @@ def summarize(figures):
         ("added median latency at %d qps < 0.3 ms" % figures["options"]["rate"],
          "%.3f ms" % (1000 * (relay["lat_p50"] - direct["lat_p50"])), relay["lat_p50"] - direct["lat_p50"] < 0.0003),
     ]
+    attack = figures.get("attack")
+    if attack:
+        peak = max(a["hwm_mib"] + a.get("queued_mib", 0) for a in (attack["refused_non_readers"], attack["allowed_non_readers"]))
+        figures["targets"] += [
+            ("250 non-reading TCP clients: peak RSS + kernel send queues < 64 MiB (MemoryMax)", "%.1f MiB" % peak, peak < 64),
+            ("legitimate TCP answered during a trickle attack", "%(answered)d of %(asked)d" % attack["trickle"],
+             attack["trickle"]["asked"] > 0 and attack["trickle"]["answered"] == attack["trickle"]["asked"]),
+            ("upstream TCP connections <= 8 (--max-upstream-tcp) for 20 x 64 pipelined queries",
+             "%(upstream_connections)d" % attack["pipelined"], attack["pipelined"]["upstream_connections"] <= 8),
+        ]
     return figures
-
-
-# Report -------------------------------------------------------------------------------------
-
-LABELS = {"direct": "unbound directly (ceiling)", "relay": "enva-dns-relay", "dnsdist": "dnsdist", "dnsmasq": "dnsmasq",
-          "socat": "socat-fork"}
-
-
-def plural(count, noun):
-    return "%d %s%s" % (count, noun, "" if count == 1 else "s")
-
-
-def ratio(value, base):
-    return "%.2f" % (value / base) if base else "-"
-
-
-def render_markdown(figures, chart_name):
-    """The generated body of the "## DNS relay" section."""
-    rows, options, versions_ = figures["rows"], figures["options"], figures["versions"]
-    direct, dnsdist = rows["direct"], rows["dnsdist"]
-    m = figures["machine"]
-    lines = [
-        "Measured %s on %s (%d CPUs, %d GiB), Debian %s, kernel %s. Load average before the run %s, after %s "
-        "(dnsperf, the peer and unbound share the %d CPUs)." % (
-            figures["date"], m["cpu"], m["cpus"], m["memory_gib"], m["debian"], m["kernel"],
-            " / ".join("%.2f" % x for x in figures["load_before"]), " / ".join("%.2f" % x for x in figures["load_after"]), m["cpus"]),
-        "",
-        "Versions: %s." % ", ".join(versions_[k] for k in ("relay", "direct", "dnsdist", "dnsmasq", "socat", "dnsperf")),
-        "",
-        "Everything runs on 127.0.0.1. The upstream of every peer is one unbound with a static local zone and no "
-        "recursion (`local-zone: \".\" refuse`, `outgoing-interface: 127.0.0.1`): no query leaves the machine. "
-        "\"× direct\" is the figure divided by unbound's own (queried directly, the ceiling), \"× dnsdist\" by dnsdist's.",
-        "",
-        "### Throughput and memory",
-        "",
-        "`dnsperf -c 4 -q 200 -l %d`, %s (the peers' order rotates each round); median qps, "
-        "the rounds' range, queries lost over all rounds, answers other than NOERROR (the relay answers SERVFAIL "
-        "after --timeout when a query or its answer was dropped on the way to or from unbound: a loss the client is "
-        "told about); peak RSS: VmHWM of the process (socat: the largest sum of VmRSS over its process tree, sampled "
-        "every 0.2 s)." % (
-            options["seconds"], plural(options["rounds"], "interleaved round")),
-        "",
-        "| peer | qps (median) | range | × direct | × dnsdist | lost | not NOERROR | peak RSS | RSS × direct | RSS × dnsdist |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in PEERS:
-        row = rows[name]
-        lines.append("| %s | %s | %s–%s | %s | %s | %.3f%% | %s | %.1f MiB | %s | %s |" % (
-            LABELS[name], "{:,.0f}".format(row["qps"]), "{:,.0f}".format(row["qps_min"]), "{:,.0f}".format(row["qps_max"]),
-            ratio(row["qps"], direct["qps"]), ratio(row["qps"], dnsdist["qps"]), 100 * row["loss"], row["other_rcodes"],
-            row["rss_kib"] / MIB, ratio(row["rss_kib"], direct["rss_kib"]), ratio(row["rss_kib"], dnsdist["rss_kib"])))
-    lines += [
-        "",
-        "### Latency at %s queries/s" % "{:,}".format(options["rate"]),
-        "",
-        "`dnsperf -c 4 -Q %d -l %d -v`, %s, every answered query's latency pooled." % (
-            options["rate"], options["latency_seconds"], plural(options["rounds"], "round")),
-        "",
-        "| peer | queries | avg | median | p99 | added median | median × direct | median × dnsdist | p99 × direct | p99 × dnsdist |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in PEERS:
-        row = rows[name]
-        lines.append("| %s | %s | %.3f ms | %.3f ms | %.3f ms | %+.3f ms | %s | %s | %s | %s |" % (
-            LABELS[name], "{:,}".format(row["lat_n"]), 1000 * row["lat_avg"], 1000 * row["lat_p50"], 1000 * row["lat_p99"],
-            1000 * (row["lat_p50"] - direct["lat_p50"]), ratio(row["lat_p50"], direct["lat_p50"]),
-            ratio(row["lat_p50"], dnsdist["lat_p50"]), ratio(row["lat_p99"], direct["lat_p99"]), ratio(row["lat_p99"], dnsdist["lat_p99"])))
-    relay_flood, socat_flood = figures["flood"]["relay"], figures["flood"]["socat"]
-    lines += [
-        "",
-        "### Random-source-port flood",
-        "",
-        "`tests/bench/dnsflood.py`: each query from a new UDP socket (a new source port, as stub resolvers send them), "
-        "each socket waits 1 s for its answer, for %d s. The relay: %s queries/s. socat: %s queries in all (%.0f/s), since it "
-        "forks a process per source port and never reaps it (the CT 2017 incident); both watched %d s more. RSS "
-        "and PSS (shared pages divided among the processes sharing them: what fills a CT's memory cgroup) sampled "
-        "every 0.5 s, socat's summed over its process tree." % (
-            options["flood_seconds"], "{:,}".format(options["flood_rate"]), "{:,}".format(options["socat_flood_count"]),
-            options["socat_flood_count"] / options["flood_seconds"], options["settle_seconds"]),
-        "",
-        "| peer | queries | answered | RSS at start | peak RSS | RSS at end | peak PSS | processes at end |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, flood in (("relay", relay_flood), ("socat", socat_flood)):
-        rss = [sample[1] for sample in flood["series"]]
-        lines.append("| %s | %s | %s (%.1f%%) | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %d |" % (
-            LABELS[name], "{:,}".format(flood["sent"]), "{:,}".format(flood["answered"]), 100.0 * flood["answered"] / max(1, flood["sent"]),
-            rss[0] / MIB, max(rss) / MIB, rss[-1] / MIB, max(sample[2] for sample in flood["series"]) / MIB, flood["processes"]))
-    socat_pss = [sample[2] for sample in socat_flood["series"]]
-    lines += [
-        "",
-        "The relay's RSS over the last quarter of the flood minus its RSS over the first quarter (after 5 s): %+.0f KiB. "
-        "socat's PSS grew by %.1f MiB for %s queries, about %.0f KiB per query, and stayed." % (
-            relay_flood["growth_kib"], (max(socat_pss) - socat_pss[0]) / MIB, "{:,}".format(socat_flood["sent"]),
-            (max(socat_pss) - socat_pss[0]) / max(1, socat_flood["sent"])),
-        "",
-        "### Targets",
-        "",
-        "| target | measured | met |",
-        "|---|---:|---|",
-    ]
-    for target, measured, met in figures["targets"]:
-        lines.append("| %s | %s | %s |" % (target, measured, "yes" if met else "**no**"))
-    lines += [
-        "",
-        "![DNS relay benchmark](%s)" % chart_name,
-        "",
-        "Reproduce: `make bench` (all benchmarks) or `.venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md` "
-        "(about 6 minutes; run it on a quiet machine, the load average is part of the record).",
-    ]
-    return "\n".join(lines)
-
-
-def render_chart(figures, path):
-    """docs/benchmarks-relay.png: throughput, latency, peak RSS, RSS during the flood."""
-    import matplotlib  # pylint: disable=import-outside-toplevel  # only the report needs it
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
-    rows = figures["rows"]
-    names = list(PEERS)
-    colors = {"direct": "#999999", "relay": "#1b7837", "dnsdist": "#2166ac", "dnsmasq": "#b2abd2", "socat": "#d6604d"}
-    labels = ["unbound\n(direct)", "relay", "dnsdist", "dnsmasq", "socat"]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-    ax = axes[0][0]
-    qps = [rows[n]["qps"] / 1000 for n in names]
-    err = [[rows[n]["qps"] / 1000 - rows[n]["qps_min"] / 1000 for n in names], [rows[n]["qps_max"] / 1000 - rows[n]["qps"] / 1000 for n in names]]
-    ax.bar(labels, qps, yerr=err, color=[colors[n] for n in names], capsize=4)
-    for index, name in enumerate(names):
-        ax.annotate("%.2f× dnsdist" % (rows[name]["qps"] / rows["dnsdist"]["qps"]), (index, qps[index]), ha="center",
-                    va="bottom", fontsize=8, xytext=(0, 6), textcoords="offset points")
-    ax.set_title("Throughput (dnsperf -c 4 -q 200), median of %s" % plural(rows["relay"]["rounds"], "round"))
-    ax.set_ylabel("thousand queries/s")
-    ax = axes[0][1]
-    width = 0.38
-    positions = range(len(names))
-    ax.bar([p - width / 2 for p in positions], [1000 * rows[n]["lat_p50"] for n in names], width, label="median",
-           color=[colors[n] for n in names])
-    ax.bar([p + width / 2 for p in positions], [1000 * rows[n]["lat_p99"] for n in names], width, label="p99",
-           color=[colors[n] for n in names], alpha=0.45)
-    ax.set_xticks(list(positions))
-    ax.set_xticklabels(labels)
-    ax.set_title("Latency at %d queries/s (solid: median, light: p99)" % figures["options"]["rate"])
-    ax.set_ylabel("ms")
-    ax = axes[1][0]
-    ax.bar(labels, [rows[n]["rss_kib"] / MIB for n in names], color=[colors[n] for n in names])
-    ax.axhline(24, color="#1b7837", linestyle="--", linewidth=1)
-    ax.text(len(names) - 0.5, 24, "24 MiB target", ha="right", va="bottom", fontsize=8)
-    ax.set_title("Peak RSS under dnsperf load")
-    ax.set_ylabel("MiB")
-    ax = axes[1][1]
-    for name in ("relay", "socat"):
-        series = figures["flood"][name]["series"]
-        ax.plot([s[0] for s in series], [s[1] / MIB for s in series], color=colors[name],
-                label="%s RSS (%s queries)" % (LABELS[name], "{:,}".format(figures["flood"][name]["sent"])))
-        ax.plot([s[0] for s in series], [s[2] / MIB for s in series], color=colors[name], linestyle="--",
-                label="%s PSS" % LABELS[name])
-    ax.set_yscale("log")
-    ax.set_title("Memory during the random-source-port flood (%d s)" % figures["options"]["flood_seconds"])
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("MiB (log)")
-    ax.legend(fontsize=8)
-    fig.suptitle("DNS relay vs peers, 127.0.0.1, %s, load before %.2f" % (figures["date"], figures["load_before"][0]))
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -1,6 +1,6 @@
 """enva.pve's benchmarks: each subcommand measures one thing and replaces its own section of the report.
 
-    .venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md      # DNS relay vs peers (~6 min)
+    .venv/bin/python tests/bench/run.py relay --write docs/benchmarks.md      # DNS relay vs peers (~10 min)
     .venv/bin/python tests/bench/run.py relay --quick                         # try the harness (~1 min), print only
     .venv/bin/python tests/bench/run.py oom-evidence --write docs/benchmarks.md
     .venv/bin/python tests/bench/run.py oom-audit --write docs/benchmarks.md  # fleet audit, 250/500/1,000 CTs (~3 min)
@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import relay_bench  # noqa: E402  pylint: disable=wrong-import-position
+import relay_report  # noqa: E402  pylint: disable=wrong-import-position
 import sections  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -39,8 +40,8 @@ def bench_relay(args):
     if args.write:
         report = Path(args.write)
         chart = report.parent / "benchmarks-relay.png"
-        relay_bench.render_chart(figures, chart)
-        sections.replace_section(report, "relay", "## DNS relay", relay_bench.render_markdown(figures, chart.name))
+        relay_report.render_chart(figures, chart)
+        sections.replace_section(report, "relay", "## DNS relay", relay_report.render_markdown(figures, chart.name))
         print("bench: wrote the DNS relay section of %s and %s" % (report, chart))
     return 0 if all(met for _t, _m, met in figures["targets"]) else 1
 

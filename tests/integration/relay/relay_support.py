@@ -26,9 +26,11 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 import pytest
+from support import net
 
 ROOT = Path(__file__).resolve().parents[3]
-RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
+# ENVA_RELAY=/path/to/an/older/enva_dns_relay.py runs the suite against another version (to see a test fail before a fix).
+RELAY = Path(os.environ.get("ENVA_RELAY") or ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py")
 WAIT = 30.0  # seconds: the most any wait may take before a test fails
 # The interpreter the relay runs under (e.g. ENVA_RELAY_PYTHON=python3.9 to check the oldest supported one).
 RELAY_PYTHON = os.environ.get("ENVA_RELAY_PYTHON") or sys.executable
@@ -36,29 +38,15 @@ RELAY_PYTHON = os.environ.get("ENVA_RELAY_PYTHON") or sys.executable
 
 def wait_for(predicate, timeout=WAIT, interval=0.05, what="condition"):
     """Poll ``predicate`` until it returns something true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    try:
+        return net.wait_for(predicate, timeout, interval, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 def free_port():
     """A port free for both UDP and TCP on 127.0.0.1."""
-    for _attempt in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
+    return net.free_port()
 
 
 # DNS messages ---------------------------------------------------------------------
@@ -198,6 +186,7 @@ class ScriptedUpstream:
         self.scheduled = []
         self.sequence = itertools.count()
         self.buffers = {}
+        self.accepts = 0  # TCP connections accepted so far
         self.stopped = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -229,6 +218,7 @@ class ScriptedUpstream:
             self._received("udp", data, addr, addr)
         elif key.data == "accept":
             conn, _peer = self.tcp.accept()
+            self.accepts += 1
             self.buffers[conn] = b""
             self.selector.register(conn, selectors.EVENT_READ, "tcp")
         else:

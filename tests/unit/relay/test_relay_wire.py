@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.enva.pve.roles.dns_relay.files import enva_dns_relay as relay
+from ansible_collections.enva.pve.roles.dns_relay.files.enva_relay import wire as relay
 from ansible_collections.enva.pve.tests.integration.relay.relay_support import make_answer, make_query
 
 HEADER = bytes.fromhex("abcd01000001000000000000")  # ID abcd, RD, QDCOUNT 1
