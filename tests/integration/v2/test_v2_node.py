@@ -42,8 +42,8 @@ def node():
     done = labctl("vm", "up", "pve1")
     assert done.returncode == 0, done.stdout + done.stderr
     state = json.loads((vmnode.vm_dir() / "pve1" / "node.json").read_text())
-    print("\nnode pve1 up in %.0f s (%s, SSH after %s s)" % (time.monotonic() - started, state["accel"],
-                                                              state.get("boot_seconds")))
+    print("\nnode pve1 up in %.0f s (%s, SSH after %s s)"
+          % (time.monotonic() - started, state["accel"], state.get("boot_seconds")))
     yield state
     done = labctl("vm", "down", "pve1")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -96,7 +96,7 @@ def pressure(text):
             continue
         row = {}
         for item in parts[1:]:
-            key, _, value = item.partition("=")
+            key, _sep, value = item.partition("=")
             try:
                 row[key] = int(value) if key == "total" else float(value)
             except ValueError:

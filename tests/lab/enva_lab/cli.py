@@ -45,8 +45,8 @@ def _parser():
     rep.add_argument("--qps", type=int, default=None, help="queries per second (default %d; %d on a cgroup v2 "
                      "VM node, where TCG forks socat about 4 times a second)" % (REPRODUCE_QPS, REPRODUCE_QPS_NODE))
     rep.add_argument("--max-seconds", type=float, default=None,
-                     help="give up after this long (default %d; %d on a VM node)" % (REPRODUCE_MAX_SECONDS,
-                                                                                   REPRODUCE_MAX_SECONDS_NODE))
+                     help="give up after this long (default %d; %d on a VM node)"
+                     % (REPRODUCE_MAX_SECONDS, REPRODUCE_MAX_SECONDS_NODE))
     rep.add_argument("--stall-seconds", type=float, default=REPRODUCE_STALL_SECONDS,
                      help="on cgroup v2, stop once the CT has been stuck at memory.high (no answer, high events "
                      "rising) this long (default %d; 0: wait for the OOM)" % REPRODUCE_STALL_SECONDS)

@@ -179,8 +179,8 @@ def build(paths, log, ct_layout=None):
     root = paths.build / "root"
     root.mkdir(parents=True)
     paths.debs.mkdir(parents=True, exist_ok=True)
-    log("node image: debootstrap %s with %s (once; cached in %s)" % (settings.RELEASE, " ".join(NODE_PACKAGES),
-                                                                      paths.node))
+    log("node image: debootstrap %s with %s (once; cached in %s)"
+        % (settings.RELEASE, " ".join(NODE_PACKAGES), paths.node))
     run(["debootstrap", "--variant=minbase", "--include=" + ",".join(NODE_PACKAGES), "--cache-dir", paths.debs,
          settings.RELEASE, root, MIRROR], timeout=1800, what="debootstrap of the node image")
     configure(root, key.with_suffix(".pub").read_text())

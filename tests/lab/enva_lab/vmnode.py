@@ -302,4 +302,3 @@ class Nodes:
         (self.root / "kvm-probe.log").unlink(missing_ok=True)
         if self.root.is_dir() and not any(self.root.iterdir()):
             self.root.rmdir()
-
