@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import ssl
@@ -469,6 +470,7 @@ class Lab:
         (seconds, cgroup v2) also once the CT has been stuck at memory.high that long."""
         self.preflight()
         self.require_ct(vmid)
+        max_open = _room_for_sockets(max_open)
         ip = ct.status(self.layout, vmid)["ip"]
         baseline = host.ct_memory(vmid) or {}
         samples = []
@@ -745,6 +747,17 @@ class Lab:
                    ct.ATTACH_PATH, "--"] + list(argv or ["/bin/bash", "-l"])
         sys.stdout.flush()
         os.execvp(command[0], command)
+
+
+def _room_for_sockets(max_open, spare=128):
+    """Raise this process's open-file limit to what ``max_open`` sockets need (an SSH session on a node
+    starts with 1,024); returns the sockets it may keep open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_open + spare if hard == resource.RLIM_INFINITY else min(hard, max_open + spare)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return max_open if soft == resource.RLIM_INFINITY else max(1, min(max_open, soft - spare))
 
 
 def kernel_epoch(line):
