@@ -79,7 +79,7 @@ def test_status_names_the_v2_backend_and_pves_limits(lab_up):
     status = json.loads(done.stdout)
     assert status["backend"]["cgroup"] == "cgroup-v2" and status["backend"]["supervisor"].startswith("systemd")
     ct = next(item for item in status["cts"] if item["vmid"] == 2017)
-    assert ct["state"] == "running" and ct["socat"] == 1
+    assert ct["state"] == "running" and ct["socat"] >= 1          # the forwarder (and a child per client port)
     memory = ct["memory"]
     assert memory["version"] == "v2" and memory["limit_bytes"] == 128 * MIB
     assert memory["high_bytes"] == 128 * 1016 * 1024 and memory["swap_max_bytes"] == 128 * MIB

@@ -245,7 +245,8 @@ def write_lxc_config(layout, vmid):
     except (KeyError, ValueError) as error:
         raise LabError("%s: %s" % (layout.pve_conf(vmid), error)) from None
     path = layout.lxc_config(vmid)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # on a VM node the lxcpath is /var/lib/lxc, a link into the lab's directory: make what it points to
+    (layout.lxcpath.resolve() / str(vmid)).mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 

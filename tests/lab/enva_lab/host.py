@@ -147,26 +147,22 @@ def ct_memory(vmid):
 
 def ct_processes(vmid):
     """``{command: count}`` of the processes in the CT's memcg subtree."""
-    counts = {}
-    if not memory_cgroup_v1():
-        for pid in cgroup2.ct_pids(vmid):
+    if memory_cgroup_v1():
+        pids = []
+        for path in cgroup_dirs(MEMORY_V1, "lxc/%d" % vmid):
             try:
-                comm = Path("/proc/%s/comm" % pid).read_text().strip()
+                pids += (path / "cgroup.procs").read_text().split()
             except OSError:
                 continue
-            counts[comm] = counts.get(comm, 0) + 1
-        return counts
-    for path in cgroup_dirs(MEMORY_V1, "lxc/%d" % vmid):
+    else:
+        pids = cgroup2.ct_pids(vmid)
+    counts = {}
+    for pid in pids:
         try:
-            pids = (path / "cgroup.procs").read_text().split()
+            comm = Path("/proc/%s/comm" % pid).read_text().strip()
         except OSError:
             continue
-        for pid in pids:
-            try:
-                comm = Path("/proc/%s/comm" % pid).read_text().strip()
-            except OSError:
-                continue
-            counts[comm] = counts.get(comm, 0) + 1
+        counts[comm] = counts.get(comm, 0) + 1
     return counts
 
 

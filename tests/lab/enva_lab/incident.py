@@ -4,6 +4,7 @@ the pve-container@ journal said about it. A mixin of :class:`enva_lab.lab.Lab`."
 
 import datetime
 import re
+import resource
 import time
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
@@ -23,6 +24,17 @@ def kernel_epoch(line):
     return datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
+def _room_for_sockets(max_open, spare=128):
+    """Raise this process's open-file limit to what ``max_open`` sockets need (an SSH session on a node
+    starts with 1,024); returns the sockets it may keep open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_open + spare if hard == resource.RLIM_INFINITY else min(hard, max_open + spare)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return max_open if soft == resource.RLIM_INFINITY else max(1, min(max_open, soft - spare))
+
+
 class IncidentMixin:
     """Flood and reproduce on :class:`enva_lab.lab.Lab` (uses its layout, state, output and CT helpers)."""
 
@@ -33,6 +45,7 @@ class IncidentMixin:
         (seconds, cgroup v2) also once the CT has been stuck at memory.high that long."""
         self.preflight()
         self.require_ct(vmid)
+        max_open = _room_for_sockets(max_open)
         ip = ct.status(self.layout, vmid)["ip"]
         baseline = host.ct_memory(vmid) or {}
         samples = []

@@ -12,7 +12,6 @@ PREFIX = 24
 DNS_IP = "10.217.0.53"                 # the SiNS stand-in (unbound), a second address on the bridge
 DNS_PORT = 53
 ZONE = "lab.enva.test"
-API_LISTEN = "127.0.0.1:8006"
 HAPROXY_VMID = 2017
 ORDINARY_VMIDS = range(2101, 2200)     # ordinary CTs: 2101 -> 10.217.0.101, ...
 HWADDR_PREFIX = "BC:24:11"             # Proxmox's OUI, as PVE gives CTs
@@ -31,6 +30,9 @@ def on_vm_node():
     return NODE_MARKER.exists()
 
 
+# The PVE API lab: on loopback; on a VM node on every address of the node, whose only way in from
+# outside is qemu's forward of 127.0.0.1:PORT on the host to the node's 8006 (labctl vm status names PORT)
+API_LISTEN = "0.0.0.0:8006" if on_vm_node() else "127.0.0.1:8006"
 CHECKOUT = Path(__file__).resolve().parents[3]
 # On a VM node CT 2017 is declared with 128 MiB (enva-node.yaml): under TCG the full-size incident takes too long
 SAMPLE = CHECKOUT / "tests" / "lab" / ("enva-node.yaml" if on_vm_node() else "enva.yaml")

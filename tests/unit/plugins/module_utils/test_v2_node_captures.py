@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import read_counters
-from ansible_collections.enva.pve.plugins.module_utils.ct_census import summarize
+from ansible_collections.enva.pve.plugins.module_utils.ct_census import parse_stat, summarize
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report, memory_high_stall, verdict
@@ -107,3 +107,24 @@ def test_the_counters_the_node_read_right_after_its_oom_are_an_oom_not_a_stall()
     the_verdict = verdict([], after, None, 2017)
     assert the_verdict["oom_killed"] and not the_verdict["memory_high_stall"]
     assert the_verdict["likely_cause"].startswith("the kernel counted 2 OOM kill(s)")
+
+
+def census_capture(name):
+    with open(NODE / name / "proc-stat.txt") as handle:
+        return summarize([parse_stat(line) for line in handle if parse_stat(line)])
+
+
+def test_the_cgroup_of_a_ct_that_survived_its_oom_as_the_node_shows_it():
+    """A 96 MiB CT 2017 (memory changed live in pve-common's order) whose OOM killed haproxy only: its cgroup
+    files and its processes' /proc/PID/stat, captured right after the flood."""
+    the_counters = read_counters(str(NODE / "after-oom-96m" / "cgroup"), 2017)
+    assert the_counters["cgroup_version"] == 2 and the_counters["limit_bytes"] == 96 * MIB
+    assert the_counters["high_bytes"] == 96 * 1016 * 1024 and the_counters["swap_limit_bytes"] == 96 * MIB
+    assert (the_counters["high_events"], the_counters["limit_hits"], the_counters["oom_events"],
+            the_counters["oom_kills"]) == (435, 284, 2, 1)
+    assert the_counters["pressure"]["full"]["avg10"] == 0.85
+    census = census_capture("after-oom-96m")
+    assert census["fork_storm"] and census["by_command"][0]["name"] == "socat"
+    the_verdict = verdict([], the_counters, census, 2017)
+    assert the_verdict["oom_killed"] and the_verdict["oom_kills_counted"] == 1 and the_verdict["fork_storm"]
+    assert not the_verdict["memory_high_stall"]        # 435 high events, usage below memory.high now, PSI low
