@@ -42,7 +42,7 @@ def label(entry, width=26):
 
 
 def headroom(report, limit=CHART_CTS):
-    """``{width, height, left, top, bar_width, axis_y, ticks, threshold, bars, note, empty}`` of the headroom chart."""
+    """``{width, height, left, top, bar_width, axis_y, ticks, threshold, bars, notes, empty}`` of the headroom chart."""
     with_limit = [entry for entry in report["cts"] if (entry["limit_mb"] or entry["memory_mb"])]
     entries = with_limit[:limit]
     row, top, left, bar_width = 20, 48, 210, 520
@@ -66,15 +66,16 @@ def headroom(report, limit=CHART_CTS):
     ticks = [{"x": round(left + bar_width * (100 - value) / 100.0, 1), "label": "%d%%" % value,
               "anchor": "start" if value == 100 else ("end" if value == 0 else "middle")}
              for value in HEADROOM_TICKS]
-    note = ("Dark: used now; light: peak. The axis reads headroom: where a bar ends, the axis gives the share of "
-            "the limit still free. Dashed: %d%% headroom." % low)
+    notes = ["Dark: used now; light: peak. The axis reads headroom: where a bar ends, the axis gives the share",
+             "of the limit still free. Dashed: %d%% headroom." % low]
     more = len(with_limit) - len(entries)
     if more > 0:
-        note += " %s more CTs in the table." % "{:,}".format(more)
+        notes[1] += " %s more CTs in the table." % "{:,}".format(more)
     return {
-        "width": left + bar_width + 250, "height": bottom + 44, "left": left, "top": top, "bar_width": bar_width,
+        "width": left + bar_width + 250, "height": bottom + 60, "left": left, "top": top, "bar_width": bar_width,
         "axis_y": top - 10, "axis_title": "headroom left, % of the memory limit (100% = nothing used)",
-        "ticks": ticks, "bars": bars, "note": note, "note_y": bottom + 30,
+        "ticks": ticks, "bars": bars,
+        "notes": [{"y": bottom + 30 + 16 * index, "text": text} for index, text in enumerate(notes)],
         "threshold": {"x": round(left + bar_width * (100 - low) / 100.0, 1), "y1": top - 6, "y2": bottom},
         "empty": None if entries else "No CT with a known memory limit",
     }

@@ -174,8 +174,8 @@ def findings(report, max_rows=None, inventory=None):
     return {
         "generated": report["generated"],
         "window": "%s to %s" % (report["window"]["since"] or "the start of the logs", report["window"]["now"]),
-        "fleet": "%s CTs (%s running) on %d node(s)" % (thousands(summary["cts"]), thousands(summary["running"]),
-                                                      summary["nodes"]),
+        "fleet": "%s CTs (%s running) on %d node(s)" % (
+            thousands(summary["cts"]), thousands(summary["running"]), summary["nodes"]),
         "action": action,
         "command": command,
         "severities": severities,

@@ -14,7 +14,7 @@ from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
 from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import (
-    cluster, declared, node_evidence, resource_item, varied_fleet)
+    cluster, node_evidence, resource_item, varied_fleet)
 
 COMMAND = ("ansible-playbook -i /srv/site/hosts.yml enva.pve.oom_audit -e oom_audit_remediate=true "
            "-e '{\"oom_audit_remediate_vmids\": [2017, 101]}' -e oom_audit_since=@1732320000 "
@@ -217,10 +217,10 @@ def test_the_headroom_axis_reads_headroom(report):
     assert ticks["100%"] == left and ticks["0%"] == left + width        # nothing used at the left, all at the right
     assert ticks["20%"] == chart["threshold"]["x"] == left + 0.8 * width
     # a bar ends at the tick of its headroom: 101 peaked at 1,900 of 2,048 MiB, 7.2% headroom
-    bar = next(bar for bar in chart["bars"] if bar["vmid"] == 101)
-    headroom_at_end = 100 * (1 - bar["peak_w"] / width)
+    app = next(item for item in chart["bars"] if item["vmid"] == 101)
+    headroom_at_end = 100 * (1 - app["peak_w"] / width)
     assert abs(headroom_at_end - report["cts"][1]["headroom_pct"]) < 0.1
-    assert bar["value"] == "7.2% headroom, 2,048 MiB limit"
+    assert app["value"] == "7.2% headroom, 2,048 MiB limit"
     page = render.render_html(report)
     assert "headroom left, % of the memory limit (100% = nothing used)" in page
 
