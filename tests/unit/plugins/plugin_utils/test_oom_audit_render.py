@@ -115,7 +115,7 @@ def test_markdown_and_html_list_the_same_cts_severities_and_command(report):
     page = Page(html)
     md_action = [(int(row[0]), row[2], row[3]) for row in markdown_table(text, "## Needs action")]
     html_action = [(int(vmid), node, label) for vmid, node, label in re.findall(
-        r'<tr class="sev-[a-z_]+" data-vmid="(\d+)"><td class="num">\d+</td><td>[^<]*</td><td>([^<]*)</td>'
+        r'<tr class="need sev-[a-z_]+" data-vmid="(\d+)"><td class="num">\d+</td><td>[^<]*</td><td>([^<]*)</td>'
         r'<td><span class="badge" style="background:#[0-9a-f]+">([^<]*)</span>', html)]
     assert md_action == html_action == [
         (2017, "pve1", "OOM-killed"), (101, "pve1", "low headroom"), (102, "pve1", "memory stalls"),
@@ -208,6 +208,9 @@ def test_html_is_self_contained_with_table_and_charts(report):
     assert not [attrs for _tag, attrs, _text in tags if "src" in attrs or "href" in attrs]
     assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {"http://www.w3.org/2000/svg"}
     assert "default-src 'none'" in page
+    # one row per CT in the ranked table (class "sev-..."), the action table's rows are "need sev-..."
+    assert len(re.findall('<tr class="sev-', page)) == len(report["cts"])
+    assert len(re.findall('<tr class="need sev-', page)) == 7
 
 
 def test_the_headroom_axis_reads_headroom(report):
