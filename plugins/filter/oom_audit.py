@@ -13,6 +13,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render_lib
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as report_lib
 
 
@@ -40,14 +41,14 @@ def oom_audit_remediation(report, cluster_now, vmids=None, max_mb=None):
         raise AnsibleFilterError("oom_audit_remediation: %s" % error)
 
 
-def oom_audit_markdown(report, max_rows=None):
+def oom_audit_markdown(report, max_rows=None, inventory=None):
     """The report as Markdown (see oom_audit_markdown.yml)."""
-    return report_lib.render_markdown(_checked(report, "oom_audit_markdown"), max_rows=max_rows)
+    return render_lib.render_markdown(_checked(report, "oom_audit_markdown"), max_rows=max_rows, inventory=inventory)
 
 
-def oom_audit_html(report):
+def oom_audit_html(report, inventory=None):
     """The report as a self-contained HTML page (see oom_audit_html.yml)."""
-    return report_lib.render_html(_checked(report, "oom_audit_html"))
+    return render_lib.render_html(_checked(report, "oom_audit_html"), inventory=inventory)
 
 
 class FilterModule(object):

@@ -80,3 +80,21 @@ def declared(tmp_path, text=DECLARED):
     path.write_text(text)
     cts, _warnings = declared_ct.read_all(declared_yaml.Document(text, str(path)), None)
     return {"cts": cts, "file": str(path)}
+
+
+def varied_fleet(tmp_path, far_cts=1):
+    """A report with every severity but fork storm: 2017 OOM-killed (as found), 101 low headroom (peak 1,900 of
+    2,048 MiB), 102 memory stalls (PSI some avg60 20%), 9000 drift (declared 256 MiB), ``far_cts`` CTs 3001...
+    on pve2, which was not audited (no evidence), 703 ok. Raises recommended: 2017 and 101."""
+    from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report
+
+    evidence = node_evidence()
+    evidence["cts"]["101"]["counters"]["peak_bytes"] = 1900 * MIB
+    evidence["cts"]["102"]["counters"]["pressure"] = {
+        "some": {"avg10": 25.0, "avg60": 20.0, "avg300": 9.0, "total": 9000000},
+        "full": {"avg10": 0.5, "avg60": 0.4, "avg300": 0.1, "total": 100000}}
+    text = DECLARED + "  - vmid: 9000\n    hostname: stopped-template\n    memory: 256\n    swap: 512\n"
+    extra = [resource_item(3001 + index, "pve2", "far%d" % index, "running", 1024, 300 + 40 * index)
+             for index in range(far_cts)]
+    return oom_audit_report.build_report(cluster(extra), {"pve1": evidence}, declared=declared(tmp_path, text),
+                                         declared_path="/srv/site/enva.yaml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
 from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import MIB, cluster, node_evidence
 
@@ -27,11 +28,11 @@ def test_a_ct_stuck_at_memory_high_ranks_at_risk_after_the_oom_killed_one():
     entry = report["cts"][1]
     assert entry["stall"]["high_events"] == 34167 and entry["stall"]["ongoing"]
     assert audit.SEVERITY_LABEL[entry["severity"]] == "at risk: stuck at memory.high"
-    markdown = audit.render_markdown(report)
+    markdown = render.render_markdown(report)
     assert "### CT 101 app (node pve1): at risk: stuck at memory.high" in markdown
     assert "- At risk, stuck at memory.high: CT 101 is stuck at memory.high" in markdown
     assert "34,167 times (memory.events high)" in markdown
-    assert "<td" in audit.render_html(report)
+    assert "<td" in render.render_html(report)
 
 
 def test_without_the_stall_the_same_ct_is_not_at_risk():

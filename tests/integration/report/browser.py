@@ -1,7 +1,8 @@
 """Debian's chromium, headless, on a local HTML file: the DOM it built and a screenshot of what it painted.
 
-No network: the page is a file, the browser runs with background networking, component updates and sync off,
-in a fresh profile directory; the report's Content-Security-Policy forbids fetching anything anyway.
+No network: the page is a file, the browser runs with QUIC, background networking, component updates and sync
+off, in a fresh profile directory (``--user-data-dir``, one per call); the report's Content-Security-Policy
+forbids fetching anything anyway.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
          "--disable-extensions", "--disable-default-apps", "--mute-audio"]
 
