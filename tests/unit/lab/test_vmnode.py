@@ -64,10 +64,10 @@ def test_node_sample_differs_from_the_sample_only_in_ct_2017s_size():
 
 def test_the_flood_raises_an_ssh_sessions_open_file_limit(monkeypatch):
     import resource                      # pylint: disable=import-outside-toplevel
-    from enva_lab import lab             # pylint: disable=import-outside-toplevel
+    from enva_lab import incident        # pylint: disable=import-outside-toplevel
     limits = {"now": (1024, 524288)}
     monkeypatch.setattr(resource, "getrlimit", lambda _kind: limits["now"])
     monkeypatch.setattr(resource, "setrlimit", lambda _kind, value: limits.update(now=value))
-    assert lab._room_for_sockets(4096) == 4096 and limits["now"] == (4224, 524288)
+    assert incident._room_for_sockets(4096) == 4096 and limits["now"] == (4224, 524288)
     limits["now"] = (1024, 1024)         # a hard limit that cannot be raised: fewer sockets kept open
-    assert lab._room_for_sockets(4096) == 896
+    assert incident._room_for_sockets(4096) == 896
