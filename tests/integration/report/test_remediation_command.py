@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from ansible_collections.enva.pve.tests.bench import bench_oom_audit as fleet
+from support.pve_lab import ApiLabProcess
 
 CTS = 12
 
@@ -26,7 +27,7 @@ CTS = 12
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
     base = tmp_path_factory.mktemp("fleet")
-    api = fleet.ApiLab(base / "labdir", CTS)
+    api = ApiLabProcess(base / "labdir", "--synthetic-cts", str(CTS), "--nodes", str(fleet.NODES), startup_seconds=300)
     try:
         synthetic = base / "labdir" / "synthetic"
         fleet.fill_procs(synthetic, [os.getpid(), os.getppid()])
