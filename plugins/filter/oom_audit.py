@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the fleet OOM audit: the report from what was gathered, and the report as Markdown and HTML.
 
-Documented in oom_audit_report.yml, oom_audit_markdown.yml, oom_audit_html.yml and oom_audit_remediation.yml
-next to this file.
+Documented in oom_audit_report.yml, oom_audit_markdown.yml, oom_audit_html.yml, oom_audit_remediation.yml and
+oom_audit_command.yml next to this file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +13,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings as findings_lib
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render_lib
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as report_lib
 
@@ -51,6 +52,11 @@ def oom_audit_html(report, inventory=None):
     return render_lib.render_html(_checked(report, "oom_audit_html"), inventory=inventory)
 
 
+def oom_audit_command(report, inventory=None, check=False):
+    """The command that raises the CTs the report recommends raising, or None (see oom_audit_command.yml)."""
+    return findings_lib.remediation_command(_checked(report, "oom_audit_command"), inventory=inventory, check=check)
+
+
 class FilterModule(object):
     """enva.pve's fleet audit filters."""
 
@@ -60,4 +66,5 @@ class FilterModule(object):
             "oom_audit_markdown": oom_audit_markdown,
             "oom_audit_html": oom_audit_html,
             "oom_audit_remediation": oom_audit_remediation,
+            "oom_audit_command": oom_audit_command,
         }

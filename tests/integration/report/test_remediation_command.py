@@ -70,6 +70,11 @@ def test_the_command_in_the_report_raises_exactly_those_cts(audited):
     done = subprocess.run(words, env=env, cwd=str(fleet.ROOT), capture_output=True, text=True, timeout=900,
                           check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    # the play's own summary (printed, YAML-wrapped, before it remediates) names the same CTs and command
+    printed = " ".join(done.stdout.split())
+    assert "Remediate (raise the memory of CT %s): ansible-playbook -i %s enva.pve.oom_audit" % (
+        ", ".join(str(vmid) for vmid in to_raise), inventory) in printed
+    assert command.split(" -e ")[-1] in printed
     fleet.run_audit(inventory)
     after = {entry["vmid"]: entry for entry in report(base)["cts"]}
     assert {vmid: after[vmid]["memory_mb"] for vmid in to_raise} == to_raise
