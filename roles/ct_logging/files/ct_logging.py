@@ -31,7 +31,7 @@ import sys
 import time
 
 DEFAULT_FILES = ("/var/log/syslog", "/var/log/messages", "/var/log/daemon.log", "/var/log/user.log",
-                 "/var/log/haproxy.log", "/var/log/auth.log", "/var/log/kern.log")
+                 "/var/log/haproxy.log", "/var/log/auth.log", "/var/log/kern.log", "/var/log/cron.log")
 JOURNAL_DIRS = {"persistent": "/var/log/journal", "volatile": "/run/log/journal"}
 LOGGING_COMMANDS = ("systemd-journal", "rsyslogd", "syslog-ng", "syslogd")
 STATUS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
@@ -346,6 +346,7 @@ def _parser():
     sub = parser.add_subparsers(dest="command")
     snap = sub.add_parser("snapshot")
     snap.add_argument("--file", action="append", default=None)
+    snap.add_argument("--save", help="also write it here (for measure --before)")
     measure = sub.add_parser("measure")
     measure.add_argument("--window", type=float, default=10.0)
     measure.add_argument("--before", help="a snapshot saved earlier (instead of one taken now)")
@@ -362,6 +363,9 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "snapshot":
         result = snapshot(args.file or DEFAULT_FILES)
+        if args.save:
+            with open(args.save, "w") as handle:
+                json.dump(result, handle)
     elif args.command == "measure":
         if not 0 <= args.window <= MAX_WINDOW:
             print("ct_logging.py: --window must be 0 to %d seconds" % MAX_WINDOW, file=sys.stderr)
