@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """HTTP requests to one address, each on a new connection, bounded in count and time; a JSON summary."""
 import http.client
 import json
