@@ -164,6 +164,10 @@ cts:
           C(by_command) (C(name), C(count), C(rss_kb), C(children_of_same)), C(fork_storm), C(fork_storms)
           (C(name), C(count), C(reason)). A fork storm is 100 or more processes of one command that are at
           least half of the CT's.
+        - C(logging_stack) says how much of the CT's memory journald and the syslog daemon hold, with
+          C(processes), C(rss_bytes), C(share_pct) of the limit, the cgroup's C(file_bytes), C(file_mapped_bytes)
+          and C(shmem_bytes) (memory.stat, v1 or v2), C(recommend_ct_logging) (true at 5 percent or more, for
+          the enva.pve.ct_logging role) and C(reason).
       type: dict
     verdict:
       description:
@@ -226,6 +230,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import ct_cgroup, discover_vmids, read_counters
 from ansible_collections.enva.pve.plugins.module_utils.ct_census import take_census
+from ansible_collections.enva.pve.plugins.module_utils.log_stack import read_memory_stat, summarize as logging_stack
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle, vmid_from_filename
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_since
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
@@ -409,6 +414,8 @@ def gather(params, run, now=None, page_size=4096):
         if params["census"] and counters[vmid] is not None:
             _version, path = ct_cgroup(params["cgroup_root"], vmid)
             census[vmid] = take_census(path, page_size=page_size)
+            census[vmid]["logging_stack"] = logging_stack(census[vmid], read_memory_stat(path),
+                                                          counters[vmid]["limit_bytes"], counters[vmid]["usage_bytes"])
     reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch)
     if kernel_source["kind"] == "dmesg" and any(report["partial_events"] for report in reports.values()):
         warnings.append("dmesg lost the start of some OOM reports (its ring buffer wrapped or the kernel "

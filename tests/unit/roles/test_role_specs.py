@@ -14,6 +14,7 @@ ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "meta
 RETURNED = {
     "dns_relay": {"dns_relay_swap_result", "dns_relay_rss_bytes"},
     "oom_audit": {"oom_audit_summary", "oom_audit_report_files"},
+    "ct_logging": {"ct_logging_result"},
 }
 CASES = [(role, name) for role in ROLES for name in sorted(role_specs.role_defaults(ROOT / "roles" / role) or {})]
 
