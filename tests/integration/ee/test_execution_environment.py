@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,11 @@ RUNTIME_PACKAGES = ("proxmoxer", "requests", "dnspython", "ruamel.yaml")
 
 
 def run(command, cwd):
+    """The command without this checkout's ANSIBLE_* settings (make exports its collection path, where the
+    collection is found "already installed" and nothing is installed)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     done = subprocess.run([str(word) for word in command], cwd=str(cwd), capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=600, check=False, env=env)
     assert done.returncode == 0, "%s: %s%s" % (" ".join(map(str, command)), done.stdout[-3000:], done.stderr[-3000:])
     return done
 

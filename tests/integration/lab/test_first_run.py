@@ -109,6 +109,18 @@ def test_the_old_recipe_fails_in_preflight_naming_the_privilege(lab):
     assert "The PVE API token enva@pve!ansible lacks VM.Audit, VM.Config.Memory on /vms/2017" in out, out[-4000:]
     assert "pveum acl modify /vms/2017 --roles ROLE --users enva@pve --tokens 'enva@pve!ansible'" in out
     assert memory_of_2017() == 1024
+    # The module itself, past the preflight: PVE's 403, the missing privilege named.
+    credentials = json.loads(lab.read_text(encoding="utf-8"))
+    env = dict(RELEASE["env"], HOME=os.environ.get("HOME", "/root"), PROXMOX_HOST="127.0.0.1", PROXMOX_USER="enva@pve",
+               PROXMOX_TOKEN_ID="ansible", PROXMOX_CA_PATH=str(LAYOUT.pki / "pve-root-ca.pem"),
+               PROXMOX_TOKEN_SECRET=credentials["tokens"]["enva@pve!ansible"]["secret"])
+    done = subprocess.run([str(BIN / "ansible"), "localhost", "-c", "local", "-m", "enva.pve.lxc_memory",
+                           "-a", "vmid=2017 node=pve1 memory=2048"], capture_output=True, text=True, env=env,
+                          cwd=str(RELEASE["base"]), timeout=300, check=False)
+    assert done.returncode != 0
+    assert "403" in done.stdout and "/vms/2017" in done.stdout and "VM.Audit" in done.stdout, done.stdout
+    assert credentials["tokens"]["enva@pve!ansible"]["secret"] not in done.stdout
+    assert memory_of_2017() == 1024
 
 
 @pytest.mark.parametrize("mode", [[], ["--check"]])
