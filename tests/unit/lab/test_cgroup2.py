@@ -93,7 +93,8 @@ def _samples(rows):
     ([(1, 100, 100, 0), (2, 200, 200, 0)], 0.0),                                   # answering
     ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 150, 900), (4, 400, 150, 1500)], 2.0),   # stuck
     ([(1, 100, 90, 0), (2, 200, 150, 10), (3, 300, 150, 20)], 0.0),                # no answers, high flat: not v2's stall
-    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 160, 900)], 0.0),              # an answer came: not stuck
+    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 160, 900)], 0.0),              # answers came: not stuck
+    ([(t, 100 * t, 640 + t // 30, 50 * t) for t in range(1, 121)], 119.0),         # a late answer now and then
 ])
 def test_stall_seconds(rows, seconds):
     assert cgroup2.stall_seconds(_samples(rows)) == seconds
