@@ -3,6 +3,7 @@
 Needs root and qemu (``make setup`` installs it); run by ``make v2test``. Boots node pve1 (the image
 is built once and cached in /var/cache/enva-lab/node), runs ``labctl up``, ``status``, ``reproduce``
 and ``down`` inside it, then stops the node and checks that nothing of it is left on this host.
+The reproduction's JSON (rates, memory.events, PSI, kernel lines) is kept in build/v2/reproduce.json.
 """
 
 import json
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 LABCTL = ROOT / "tests" / "lab" / "labctl"
 NODE_LABCTL = "/opt/enva/tests/lab/labctl"
 MIB = 1024 * 1024
+BUILD = ROOT / "build" / "v2"
 
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 from enva_lab import procs, vmnode  # noqa: E402  pylint: disable=wrong-import-position
@@ -93,6 +95,8 @@ def test_reproduce_stalls_at_memory_high_or_oom_kills_in_lxc_2017(lab_up):
                    "sed -n '/^{/,$p' /root/reproduce.out; exit $rc", timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     result = json.loads(done.stdout)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    (BUILD / "reproduce.json").write_text(json.dumps(result, indent=1) + "\n")     # kept for the notes
     assert result["cgroup"] == "cgroup-v2" and result["oom"] or result["stall"]
     events = result["events_after"] or {}
     if result["oom"]:

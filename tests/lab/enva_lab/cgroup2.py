@@ -123,8 +123,9 @@ def ct_cpu_usec(vmid, base=None):
     return keyed(_read(ct_dir(vmid, base) / "cpu.stat")).get("usage_usec")
 
 
-def stall_seconds(samples, min_high=100):
-    """How long the flood's last samples show the CT stuck at memory.high: queries sent, none answered,
+def stall_seconds(samples, min_high=100, answered_share=0.01):
+    """How long the flood's last samples show the CT stuck at memory.high: queries sent, (almost) none
+    answered (a late answer trickles in now and then: at most ``answered_share`` of those sent, plus one),
     and ``memory.events`` high still rising (at least ``min_high`` over the stretch). 0 when not stuck.
 
     ``samples`` are the flood's once-a-second ticks (``t``, ``sent``, ``answered``, ``high``)."""
@@ -134,7 +135,8 @@ def stall_seconds(samples, min_high=100):
     last = rows[-1]
     start = None
     for row in reversed(rows[:-1]):
-        if row["answered"] != last["answered"] or row.get("state") == "down":
+        if row.get("state") == "down" or \
+                last["answered"] - row["answered"] > answered_share * (last["sent"] - row["sent"]) + 1:
             break
         start = row
     if start is None or last["sent"] <= start["sent"] or last["high"] - start["high"] < min_high:

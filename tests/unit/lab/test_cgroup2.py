@@ -94,7 +94,8 @@ def _samples(rows):
     ([(1, 100, 100, 0), (2, 200, 200, 0)], 0.0),                                   # answering
     ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 150, 900), (4, 400, 150, 1500)], 2.0),   # stuck
     ([(1, 100, 90, 0), (2, 200, 150, 10), (3, 300, 150, 20)], 0.0),                # no answers, high flat: not v2's stall
-    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 160, 900)], 0.0),              # an answer came: not stuck
+    ([(1, 100, 90, 0), (2, 200, 150, 500), (3, 300, 160, 900)], 0.0),              # answers came: not stuck
+    ([(t, 100 * t, 640 + t // 30, 50 * t) for t in range(1, 121)], 119.0),         # a late answer now and then
 ])
 def test_stall_seconds(rows, seconds):
     assert cgroup2.stall_seconds(_samples(rows)) == seconds
@@ -102,3 +103,24 @@ def test_stall_seconds(rows, seconds):
 
 def test_stall_needs_v2_samples():
     assert cgroup2.stall_seconds([{"t": 1.0, "sent": 1, "answered": 0}]) == 0.0
+
+
+def _ticks(path):
+    """labctl flood's once-a-second lines, as captured on a VM node, back into samples."""
+    import re                                     # pylint: disable=import-outside-toplevel
+    rows = []
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*([\d.]+)s\s+sent\s+(\d+)\s+answered\s+(\d+).*events high (\d+) max (\d+)", line)
+        if match:
+            rows.append({"t": float(match.group(1)), "sent": int(match.group(2)), "answered": int(match.group(3)),
+                         "high": int(match.group(4)), "max": int(match.group(5)), "state": "running"})
+    return rows
+
+
+def test_the_stall_is_seen_in_the_flood_the_node_logged():
+    from enva_lab import settings                 # pylint: disable=import-outside-toplevel
+    rows = _ticks(settings.CHECKOUT / "tests" / "unit" / "fixtures" / "vm-node" / "stall-128m" / "flood-ticks.txt")
+    assert len(rows) > 150 and rows[-1]["answered"] == 667 and rows[-1]["sent"] == 40880
+    assert cgroup2.stall_seconds(rows[:20]) == 0.0                       # answering at first
+    stuck = next(row["t"] for index, row in enumerate(rows) if cgroup2.stall_seconds(rows[:index + 1]) >= 60)
+    assert 120 < stuck < 300                       # stuck for a minute long before the OOM at 415 s

@@ -128,3 +128,37 @@ def test_the_cgroup_of_a_ct_that_survived_its_oom_as_the_node_shows_it():
     the_verdict = verdict([], the_counters, census, 2017)
     assert the_verdict["oom_killed"] and the_verdict["oom_kills_counted"] == 1 and the_verdict["fork_storm"]
     assert not the_verdict["memory_high_stall"]        # 435 high events, usage below memory.high now, PSI low
+
+
+STALL = NODE / "stall-128m"
+
+
+def test_before_the_flood_the_node_ct_is_calm():
+    the_counters = read_counters(str(STALL / "before" / "cgroup"), 2017)
+    assert the_counters["high_bytes"] == 128 * 1016 * 1024 and the_counters["high_events"] == 0
+    assert memory_high_stall(2017, the_counters, census_capture("stall-128m/before")) is None
+
+
+def test_the_stall_then_the_oom_captured_on_the_node():
+    """128 MiB CT 2017 at 100 q/s: stuck at memory.high for minutes (no answers, no kernel line), then one OOM
+    kill (haproxy) after 415 s; the cgroup files read right after. The stall is named from them."""
+    the_counters = read_counters(str(STALL / "after" / "cgroup"), 2017)
+    assert (the_counters["high_events"], the_counters["limit_hits"], the_counters["oom_kills"]) == (4939, 22417, 1)
+    census = census_capture("stall-128m/after")
+    stall = memory_high_stall(2017, the_counters, census)
+    assert stall is not None and not stall["ongoing"]         # PSI had decayed when the files were read
+    assert stall["filled_by"]["name"] == "socat" and stall["filled_by"]["count"] == 312
+    assert stall["reason"].startswith("CT 2017 was stuck at memory.high (127 MiB): the kernel throttled it 4,939 "
+                                      "times (memory.events high) and it hit memory.max 22,417 times with 1 OOM kill")
+    the_verdict = verdict([], the_counters, census, 2017)
+    assert the_verdict["oom_killed"] and the_verdict["memory_high_stall"] and the_verdict["fork_storm"]
+
+
+def test_the_kernel_said_nothing_while_the_ct_was_stuck():
+    with open(STALL / "kernel.short-iso-precise.log") as handle:
+        parsed = parse_kernel_log(handle, REF, tz=UTC)
+    flood_started = datetime.datetime(2026, 12, 5, 8, 24, 7, tzinfo=UTC).timestamp()
+    first_line = min(event["epoch"] for event in parsed["events"])
+    assert first_line - flood_started > 390        # journalctl -k from 08:24:00 has nothing before the OOM
+    (event,) = [event for event in parsed["events"] if event["victims"]]
+    assert event["oom_memcg"] == "/lxc/2017" and event["victims"][0]["name"] == "haproxy"
