@@ -298,6 +298,7 @@ class Relay(UdpMixin, TcpClientsMixin, TcpUpstreamsMixin, MetricsMixin):
 
     def _drain_cut(self):
         """The drain is over: SERVFAIL to every query still waiting (an answer, not silence), flushed once."""
+        self.max_inflight = 0  # a TCP query read while answering these gets REFUSED at once, not forwarded
         for pending in [p for p in self.inflight.values() if p.reply is not None]:
             del self.inflight[pending.key]
             self._forget_tcp_try(pending)
