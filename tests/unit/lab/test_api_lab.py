@@ -208,3 +208,27 @@ def test_synthetic_tree_is_made_once_per_size(tmp_path):
     synthetic.make_synthetic(tmp_path, 5, 1)
     assert sorted(path.name for path in (tmp_path / "nodes").iterdir()) == ["pve1"]
     assert len(list((tmp_path / "nodes" / "pve1" / "lxc").iterdir())) == 5
+
+
+def test_v2_writes_in_pve_commons_order_and_puts_back_what_a_refusal_interrupts(tmp_path, monkeypatch):
+    root = tmp_path / "cgroup"
+    directory = root / "lxc" / "2017"
+    directory.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    for name in ("memory.max", "memory.high", "memory.swap.max", "memory.current"):
+        (directory / name).write_text("max\n")
+    cgroup = cgroups.CtCgroup(root, 2017)
+    order = []
+    real_write = cgroups.CtCgroup._write
+
+    def refuse_max(self, name, value, mounts):
+        order.append(name)
+        if name == "memory.max" and value != "max":
+            raise cgroups.CgroupWriteError(self.path / name, OSError(16, "Device or resource busy"))
+        real_write(self, name, value, mounts)
+
+    monkeypatch.setattr(cgroups.CtCgroup, "_write", refuse_max)
+    with pytest.raises(cgroups.CgroupWriteError):
+        cgroup.set_limits(1024, 512, mounts=[])
+    assert order == ["memory.swap.max", "memory.high", "memory.max", "memory.high", "memory.swap.max"]
+    assert all((directory / name).read_text() == "max\n" for name in ("memory.max", "memory.high", "memory.swap.max"))

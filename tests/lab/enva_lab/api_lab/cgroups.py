@@ -4,8 +4,10 @@ import errno
 import os
 from pathlib import Path
 
-from ansible_collections.enva.pve.plugins.module_utils import cgroup_memory, pve_ct_config
+from ansible_collections.enva.pve.plugins.module_utils import cgroup_memory
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+
+from enva_lab import cgroup2
 
 
 class CgroupWriteError(Exception):
@@ -100,16 +102,20 @@ class CtCgroup:
         mem = memory_mib * MIB
         swap = swap_mib * MIB
         if self.version == "v2":
-            # pve-common's PVE::CGroup::change_memory_limit: swap.max, then high, then max; what was
-            # written is put back when a later write is refused.
-            order = [("memory.swap.max", swap)] if (self.path / "memory.swap.max").exists() else []
-            order += [("memory.high", pve_ct_config.memory_high_bytes(memory_mib)), ("memory.max", mem)]
+            # pve-common's PVE::CGroup::change_memory_limit (enva_lab.cgroup2): swap.max, then high, then max;
+            # what was written is put back when a later write is refused.
             written = []
+
+            def write(path, text):
+                name = os.path.basename(path)
+                if name == "memory.swap.max" and not (self.path / name).exists():
+                    return
+                before = (self.path / name).read_text(encoding="ascii").strip()
+                self._write(name, int(text), mounts)
+                written.append((name, before))
+
             try:
-                for name, value in order:
-                    before = (self.path / name).read_text(encoding="ascii").strip()
-                    self._write(name, value, mounts)
-                    written.append((name, before))
+                cgroup2.change_memory_limit(self.path, memory_mib, swap_mib, write=write)
             except CgroupWriteError:
                 for name, before in reversed(written):
                     try:
