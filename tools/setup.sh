@@ -49,4 +49,4 @@ if [[ "$(readlink "$link" 2>/dev/null)" != "$top" ]]; then
   mkdir -p "$(dirname "$link")"
   ln -sfn "$top" "$link"
 fi
-say "ready ($(.venv/bin/ansible --version | head -n1))"
+say "ready ($(.venv/bin/ansible --version | awk 'NR == 1'))"
