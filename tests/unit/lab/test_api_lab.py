@@ -175,14 +175,20 @@ def test_v1_below_usage_is_ebusy_and_nothing_half_done(v1):
     assert (v1.limit_mib(2017), v1.limit_mib(2017, "memory.memsw.limit_in_bytes")) == (1024, 1024)
 
 
-def test_v2_writes_max_high_and_swap(tmp_path):
+@pytest.fixture
+def v2(tmp_path):
+    """A CT's cgroup v2 directory of plain files (``max`` everywhere) and its CtCgroup."""
     root = tmp_path / "cgroup"
     directory = root / "lxc" / "2017"
     directory.mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpu memory pids\n")
     for name in ("memory.max", "memory.high", "memory.swap.max", "memory.current"):
         (directory / name).write_text("max\n")
-    cgroup = cgroups.CtCgroup(root, 2017)
+    return directory, cgroups.CtCgroup(root, 2017)
+
+
+def test_v2_writes_max_high_and_swap(v2):
+    directory, cgroup = v2
     cgroup.set_limits(2048, 512, mounts=[])
     assert (directory / "memory.max").read_text() == "%d\n" % (2048 * MIB)
     assert (directory / "memory.high").read_text() == "%d\n" % (2048 * 1024 * 1016)
@@ -210,14 +216,8 @@ def test_synthetic_tree_is_made_once_per_size(tmp_path):
     assert len(list((tmp_path / "nodes" / "pve1" / "lxc").iterdir())) == 5
 
 
-def test_v2_writes_in_pve_commons_order_and_puts_back_what_a_refusal_interrupts(tmp_path, monkeypatch):
-    root = tmp_path / "cgroup"
-    directory = root / "lxc" / "2017"
-    directory.mkdir(parents=True)
-    (root / "cgroup.controllers").write_text("cpu memory pids\n")
-    for name in ("memory.max", "memory.high", "memory.swap.max", "memory.current"):
-        (directory / name).write_text("max\n")
-    cgroup = cgroups.CtCgroup(root, 2017)
+def test_v2_writes_in_pve_commons_order_and_puts_back_what_a_refusal_interrupts(v2, monkeypatch):
+    directory, cgroup = v2
     order = []
     real_write = cgroups.CtCgroup._write
 
