@@ -12,23 +12,17 @@ import os
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings
 from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import varied_fleet
+from support.release import BIN, install_release
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 TEMPLATES = ["plugins/plugin_utils/templates/oom_audit.html.j2", "plugins/plugin_utils/templates/oom_audit.md.j2"]
 
 
-def run(command, cwd, env=None):
-    """The command; without this checkout's ANSIBLE_* settings unless ``env`` is given (make exports its
-    collection path, where the collection is found "already installed" and nothing is installed)."""
-    if env is None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+def run(command, cwd, env):
     done = subprocess.run(command, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, "%s: %s%s" % (" ".join(map(str, command)), done.stdout[-3000:], done.stderr[-3000:])
     return done
@@ -37,9 +31,7 @@ def run(command, cwd, env=None):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("installed")
-    run([BIN / "ansible-galaxy", "collection", "build", "--force", "--output-path", tmp / "dist", str(ROOT)], tmp)
-    (tarball,) = (tmp / "dist").glob("enva-pve-*.tar.gz")
-    run([BIN / "ansible-galaxy", "collection", "install", "--offline", "-p", tmp / "collections", str(tarball)], tmp)
+    tarball, _path, _env = install_release(tmp)
     return tmp, tarball
 
 

@@ -133,7 +133,7 @@ class UdpMixin:
                 continue
             usock = upstream.current
             if upstream.current_round != wakeup:
-                usock = upstream.current = upstream.sockets[self._random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
+                usock = upstream.current = upstream.sockets[random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
                 upstream.current_round = wakeup
             base = usock.base
             rand = random_bytes(2)

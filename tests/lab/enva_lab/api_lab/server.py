@@ -17,17 +17,12 @@ class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address, lab, schema, access, log_path, tls):
-        self.lab, self.schema, self._access = lab, schema, access
+        self.lab, self.schema, self.access = lab, schema, access
         self.log_lock = threading.Lock()
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         self.log_file = open(log_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
         super().__init__(address, Handler)
         self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
-
-    @property
-    def access(self):
-        """The access model, as credentials.json has it now."""
-        return self._access.refresh()
 
     def log_line(self, text):
         with self.log_lock:
@@ -123,6 +118,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method):
         started = time.time()
+        self.server.access.refresh()        # credentials.json as pveum left it, read once per request
         authid = None
         rel = "-"
         try:
