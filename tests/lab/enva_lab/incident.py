@@ -49,6 +49,8 @@ class IncidentMixin:
         ip = ct.status(self.layout, vmid)["ip"]
         baseline = host.ct_memory(vmid) or {}
         samples = []
+        longest_stall = [0.0]     # the longest stretch at memory.high seen at any tick (the drain's late answers
+                                  # after the stop must not shorten the stall that stopped the flood)
 
         def tick(elapsed, stats, open_sockets):
             memory = host.ct_memory(vmid)
@@ -64,6 +66,7 @@ class IncidentMixin:
                               psi_full10=memory["pressure"].get("full", {}).get("avg10"))
                 v2 = ", events high %d max %d, PSI full %s%%" % (sample["high"], sample["max"], sample["psi_full10"])
             samples.append(sample)
+            longest_stall[0] = max(longest_stall[0], cgroup2.stall_seconds(samples))
             self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
                      "%s OOM kills%s" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
                                          mib_text(sample["usage_bytes"]), mib_text(memory and memory["limit_bytes"]),
@@ -76,7 +79,7 @@ class IncidentMixin:
         def stop():
             if oom_seen():
                 return True
-            return bool(stop_on_stall) and cgroup2.stall_seconds(samples) >= stop_on_stall
+            return bool(stop_on_stall) and longest_stall[0] >= stop_on_stall
 
         try:
             stats, elapsed = flood.run(ip, qps, seconds, max_open=max_open, on_tick=tick,
@@ -87,7 +90,7 @@ class IncidentMixin:
         summary = {"vmid": vmid, "target": "%s:%d" % (ip, settings.DNS_PORT), "qps": qps, "seconds": seconds,
                    "elapsed": round(elapsed, 2), "achieved_qps": round(stats.sent / elapsed, 1) if elapsed else 0,
                    "memory_before_bytes": baseline.get("usage_bytes"), "memory_max_seen_bytes": max(usages or [0]),
-                   "samples": samples}
+                   "stall_seconds": longest_stall[0], "samples": samples}
         summary.update(stats.as_dict())
         return summary
 
@@ -111,7 +114,7 @@ class IncidentMixin:
         oom_lines = self._wait_kernel_lines(kern_offset, r"oom_memcg=/lxc/%d(?![\w])" % vmid, 10)   # the first report's kill
         seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
         after = host.ct_memory(vmid) or {}
-        stall = cgroup2.stall_seconds(summary["samples"])
+        stall = summary["stall_seconds"]
         deadline = time.monotonic() + (down_wait if oom_lines else 0)
         while ct.lxc_info(self.layout, vmid)[0] != "stopped" and time.monotonic() < deadline:
             time.sleep(0.5)
