@@ -72,7 +72,9 @@ def _vm_parser(sub):
     vmsub.add_parser("build", help="build the node image (once; cached in /var/cache/enva-lab/node)")
     for name, text in (("up", "boot a node (building the image when needed) and wait for SSH"),
                        ("down", "stop a node (all with no name) by PID and remove its state"),
-                       ("push", "copy this checkout's tests/lab to the node's /opt/enva")):
+                       ("push", "copy this checkout's tests/lab to the node's /opt/enva"),
+                       ("lab", "labctl up on a node, and copy what a controller here needs to reach its CTs "
+                               "and API (inventories/vm-node) to <vm dir>/NAME/lab")):
         command = vmsub.add_parser(name, help=text)
         command.add_argument("name", nargs="?", default=None if name == "down" else "pve1")
     st = vmsub.add_parser("status", help="the image and the nodes")
@@ -94,6 +96,8 @@ def _vm_main(args):
         nodes.down(args.name)
     elif args.vm_command == "push":
         nodes.push(args.name)
+    elif args.vm_command == "lab":
+        nodes.lab_up(args.name)
     elif args.vm_command == "status":
         status = nodes.status()
         if args.json:

@@ -246,6 +246,43 @@ class Nodes:
             raise LabError("node %s: copying tests/lab to %s failed: %s" % (
                 name, vmimage.GUEST_CHECKOUT, done.stderr.decode(errors="replace").strip() or "tar failed"))
 
+    # -- the lab on a node, for a controller on this host ------------------------------------------------
+
+    CONTROLLER_FILES = ("ssh/id_ed25519", "ssh/known_hosts", "pki/pve-root-ca.pem", "api/credentials.json",
+                        "enva.yaml")
+
+    def lab_up(self, name="pve1"):
+        """``labctl up`` on the node, then copy what a controller on this host needs to reach it to
+        ``<vm dir>/NAME/lab`` (the CTs' SSH key and host keys, the API's CA and credentials, the node's
+        declared enva.yaml); inventories/vm-node reads them there. Returns that directory."""
+        self.require_running(name)
+        done = self.ssh(name, "%s/tests/lab/labctl up" % vmimage.GUEST_CHECKOUT, timeout=1200, check=False)
+        if done.returncode != 0:
+            raise LabError("node %s: labctl up failed (exit %d):\n%s" % (
+                name, done.returncode, (done.stdout + done.stderr).strip()[-2000:]))
+        target = self.node_dir(name) / "lab"
+        staging = target.with_name("lab.new")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        state = self.require_running(name)
+        remote = subprocess.Popen(ssh_argv(self.paths, state["ssh_port"], [
+            "tar -C /var/lib/enva-lab -cf - %s" % " ".join(self.CONTROLLER_FILES)]), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        unpack = subprocess.run(["tar", "-C", str(staging), "-xf", "-"], stdin=remote.stdout, capture_output=True,
+                                timeout=120, check=False)
+        remote.stdout.close()
+        error = remote.stderr.read().decode(errors="replace").strip()
+        remote.wait(timeout=60)
+        if remote.returncode != 0 or unpack.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise LabError("node %s: copying the lab's controller files failed: %s" % (
+                name, error or unpack.stderr.decode(errors="replace").strip() or "tar failed"))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        self.out("node %s: lab up; the controller's copies of its key, CA, credentials and enva.yaml in %s"
+                 % (name, target))
+        return target
+
     # -- use -----------------------------------------------------------------------------------------
 
     def ssh(self, name, command, timeout=900, check=True):
