@@ -56,7 +56,8 @@ molecule:
 	$(LAB_LOCK) tools/molecule.sh
 
 # The lab on a cgroup v2 host: boots VM node pve1 (qemu; TCG when KVM is not usable; the image is built once
-# into /var/cache/enva-lab/node), runs labctl up, status, reproduce and down inside it, stops the node.
+# into /var/cache/enva-lab/node), runs labctl up, status, reproduce inside it, then the molecule scenario
+# v2_haproxy_dns on it (the fix from this host's controller, the flood again), labctl down, stops the node.
 # Holds its own lock (one node pve1 per host); the host's lab is not touched.
 v2test:
 	flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s

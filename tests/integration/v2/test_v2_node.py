@@ -1,9 +1,11 @@
-"""The lab on a cgroup v2 host: a PVE-shaped VM node (qemu, TCG here), labctl inside it, the incident.
+"""The lab on a cgroup v2 host: a PVE-shaped VM node (qemu, TCG here), labctl inside it, the incident, the fix.
 
 Needs root and qemu (``make setup`` installs it); run by ``make v2test``. Boots node pve1 (the image
 is built once and cached in /var/cache/enva-lab/node), runs ``labctl up``, ``status``, ``reproduce``
-and ``down`` inside it, then stops the node and checks that nothing of it is left on this host.
-The reproduction's JSON (rates, memory.events, PSI, kernel lines) is kept in build/v2/reproduce.json.
+inside it, then the molecule scenario v2_haproxy_dns on the same node (the playbook from this host's
+controller, the same flood after the fix), then ``labctl down``; stops the node and checks that nothing
+of it is left on this host. The reproduction's JSON (rates, memory.events, PSI, kernel lines) is kept in
+build/v2/reproduce.json, the scenario's figures after the fix in build/v2/after-fix.json.
 """
 
 import json
@@ -106,3 +108,18 @@ def test_reproduce_stalls_at_memory_high_or_oom_kills_in_lxc_2017(lab_up):
     print("\nreproduce on the node: %s after %d sent, %d answered, up to %d socat; memory.events %s; PSI %s" % (
         "OOM" if result["oom"] else "stall", result["sent"], result["answered"], result["max_socat"], events,
         result["pressure_after"]))
+
+
+def test_haproxy_dns_fixes_ct_2017_on_the_node(lab_up):
+    """The molecule scenario v2_haproxy_dns on this node (kept for it: ENVA_LAB_VM_KEEP=1)."""
+    (BUILD / "after-fix.json").unlink(missing_ok=True)
+    done = subprocess.run([str(ROOT / "tools" / "molecule.sh")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800, check=False,
+                          env=dict(os.environ, MOLECULE_SCENARIOS="v2_haproxy_dns", ENVA_LAB_VM_KEEP="1"))
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    after = json.loads((BUILD / "after-fix.json").read_text())
+    assert after["answered"] == after["sent"] > 0 and after["lost"] == 0
+    assert after["events_after"]["oom_kill"] == after["events_before"]["oom_kill"]
+    print("\nafter the fix on the node: %d sent at %d q/s, %d answered, peak %.1f MiB of %d MiB; memory.events %s -> %s"
+          % (after["sent"], after["qps"], after["answered"], after["memory_max_seen_bytes"] / MIB,
+             after["limit_bytes"] // MIB, after["events_before"], after["events_after"]))

@@ -49,8 +49,9 @@ class IncidentMixin:
         ip = ct.status(self.layout, vmid)["ip"]
         baseline = host.ct_memory(vmid) or {}
         samples = []
-        longest_stall = [0.0]     # the longest stretch at memory.high seen at any tick (the drain's late answers
-                                  # after the stop must not shorten the stall that stopped the flood)
+        # The longest stretch at memory.high seen at any tick: the drain's late answers after the stop
+        # must not shorten the stall that stopped the flood.
+        longest_stall = [0.0]
 
         def tick(elapsed, stats, open_sockets):
             memory = host.ct_memory(vmid)
