@@ -92,6 +92,23 @@ def test_status_names_the_v2_backend_and_pves_limits(lab_up):
     assert "Started pve-container@2017.service" in journal.stdout
 
 
+def test_pct_on_the_node_acts_on_its_real_cts(lab_up):
+    """/usr/sbin/pct (labctl up links it): list, status, config, exec (lxc-attach), push and pull, PVE's
+    message and exit status 255 for a CT the node does not have."""
+    done = on_node("pct list; pct status 2017; pct config 2017 | grep -E '^(hostname|memory):'; "
+                   "pct exec 2017 -- cat /etc/hostname; echo pushed > /root/push.txt; "
+                   "pct push 2017 /root/push.txt /root/pushed.txt --perms 640 && "
+                   "pct exec 2017 -- stat -c '%a %U %s' /root/pushed.txt && "
+                   "pct pull 2017 /etc/hostname /root/pulled.txt && cat /root/pulled.txt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["VMID", "Status", "Lock", "Name"] and lines[1].split() == ["2017", "running", "haproxy"]
+    assert lines[2:] == ["status: running", "hostname: haproxy", "memory: 128", "haproxy", "640 root 7", "haproxy"]
+    missing = on_node("pct exec 999 -- true")
+    assert missing.returncode == 255
+    assert missing.stderr.strip() == "Configuration file 'nodes/pve1/lxc/999.conf' does not exist"
+
+
 def test_reproduce_stalls_at_memory_high_or_oom_kills_in_lxc_2017(lab_up):
     done = on_node(NODE_LABCTL + " reproduce --json > /root/reproduce.out; rc=$?; "
                    "sed -n '/^{/,$p' /root/reproduce.out; exit $rc", timeout=1200)

@@ -122,6 +122,7 @@ class Lab(IncidentMixin, TeardownMixin):
         self._bridge(state)
         self.save_state(state)
         self._kernel_log()
+        self._pct()
         cts, generated = self._declared(ordinary)
         self._dns()
         self._ssh_key()
@@ -221,6 +222,15 @@ class Lab(IncidentMixin, TeardownMixin):
         host.run(["ip", "link", "set", "dev", settings.BRIDGE, "up"])
         if host.sysctl_read("net.ipv4.ip_forward") == 1:
             self.out("warning: net.ipv4.ip_forward is 1, so the host would route CT traffic off the lab bridge")
+
+    def _pct(self):
+        """On a VM node, /usr/sbin/pct (where PVE has it) is the lab's subset of PVE's pct (tests/lab/bin/pct)."""
+        if not settings.on_vm_node():
+            return
+        target, link = settings.CHECKOUT / "tests" / "lab" / "bin" / "pct", Path("/usr/sbin/pct")
+        if not link.is_symlink() or link.resolve() != target.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
 
     def _kernel_log(self):
         pidfile = self.layout.pidfile("kmsg")
