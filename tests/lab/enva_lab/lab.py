@@ -224,13 +224,18 @@ class Lab(IncidentMixin, TeardownMixin):
             self.out("warning: net.ipv4.ip_forward is 1, so the host would route CT traffic off the lab bridge")
 
     def _pct(self):
-        """On a VM node, /usr/sbin/pct (where PVE has it) is the lab's subset of PVE's pct (tests/lab/bin/pct)."""
+        """On a VM node, /usr/sbin/pct (where PVE has it) runs the lab's subset of PVE's pct (enva_lab.pct)
+        straight with python3 and the lab's path (not through labctl: a pct exec per Ansible task)."""
         if not settings.on_vm_node():
             return
-        target, link = settings.CHECKOUT / "tests" / "lab" / "bin" / "pct", Path("/usr/sbin/pct")
-        if not link.is_symlink() or link.resolve() != target.resolve():
-            link.unlink(missing_ok=True)
-            link.symlink_to(target)
+        script = ("#!/bin/sh\n# pct: the enva lab's subset of PVE's pct (%s), written by labctl up\n"
+                  "PYTHONPATH=%s exec /usr/bin/python3 -m enva_lab.pct \"$@\"\n"
+                  % (settings.CHECKOUT / "tests" / "lab" / "enva_lab" / "pct.py", os.environ.get("PYTHONPATH", "")))
+        target = Path("/usr/sbin/pct")
+        if target.is_symlink() or not target.exists() or target.read_text() != script:
+            target.unlink(missing_ok=True)
+            target.write_text(script)
+            target.chmod(0o755)
 
     def _kernel_log(self):
         pidfile = self.layout.pidfile("kmsg")

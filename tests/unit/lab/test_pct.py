@@ -28,8 +28,7 @@ def fixture_layout(tmp_path, monkeypatch):
     (layout.pve_lxc / "notes.txt").write_text("not a CT\n")
     monkeypatch.setattr(settings, "Layout", lambda: layout)
     running = {2017: 4242}
-    monkeypatch.setattr(pct.ct, "lxc_info", lambda _layout, vmid: ("running", running[vmid]) if vmid in running
-                        else ("stopped", None))
+    monkeypatch.setattr(pct, "_running_pid", lambda _layout, vmid: running.get(vmid))
     monkeypatch.setattr(pct.os, "execvp", lambda *call: pytest.fail("exec %s" % (call,)))
     return layout
 
