@@ -20,7 +20,9 @@ import yaml
 
 from support.release import BIN, ROOT, install_release
 
-RUNTIME_PACKAGES = ("proxmoxer", "requests", "dnspython", "ruamel.yaml")
+# What enva.pve's modules need, and paramiko for community.proxmox's proxmox_pct_remote (CTs reached by pct
+# exec, whose own EE requirements do not name it).
+RUNTIME_PACKAGES = ("proxmoxer", "requests", "dnspython", "ruamel.yaml", "paramiko")
 
 
 def run(command, cwd):

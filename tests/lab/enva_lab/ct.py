@@ -265,6 +265,32 @@ def _port_open(address, port, timeout=1.0):
         return False
 
 
+def _procs_in(cgroup):
+    try:
+        return " ".join((cgroup / "cgroup.procs").read_text().split())
+    except OSError:
+        return ""
+
+
+def clear_stale_cgroups(vmid):
+    """Remove the empty cgroups a stopped CT left behind (``lxc/VMID``, ``lxc.monitor/VMID`` in every hierarchy).
+
+    LXC will not start a CT whose fixed cgroup (PVE's ``lxc.cgroup.dir.container = lxc/VMID``) is still
+    there: lxc-start fails with "Numerical result out of range - Failed to create container cgroup". A
+    run that ended badly leaves them (seen after a CI run here); a cgroup that still holds a process is an
+    error that names it."""
+    for hierarchy in host.v1_hierarchies():
+        for parent in ("lxc", "lxc.monitor"):
+            for path in host.cgroup_dirs(hierarchy, "%s/%d" % (parent, vmid)):
+                try:
+                    os.rmdir(path)
+                except OSError as error:
+                    raise LabError("CT %d is stopped but its cgroup %s is still there (%s; cgroup.procs: %s); "
+                                   "end those processes, then start it again" % (
+                                       vmid, path, error.strerror,
+                                       _procs_in(path) or "none")) from None
+
+
 def start(layout, vmid, log=print, timeout=120):
     """Start the CT as ``pve-container@VMID`` would and wait until systemd inside is up and SSH answers.
 
@@ -281,6 +307,7 @@ def start(layout, vmid, log=print, timeout=120):
         raise LabError("CT %d is %s without its supervisor; run labctl stop %d, then labctl start %d"
                        % (vmid, state, vmid, vmid))
     if not supervisor:
+        clear_stale_cgroups(vmid)
         write_lxc_config(layout, vmid)
         if uses_systemd():
             ensure_unit(layout)

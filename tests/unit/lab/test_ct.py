@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import configparser
 
+import pytest
+
 from enva_lab import ct, declared, settings
 
 CTS = {item.vmid: item for item in declared.read_text(settings.SAMPLE.read_text(), "enva.yaml")}
@@ -45,3 +47,26 @@ def test_every_ct_gets_its_name_the_labs_key_and_its_own_machine_id():
     assert first["root/.ssh/authorized_keys"] == (KEY, 0o600)
     assert first["etc/machine-id"][0] != second["etc/machine-id"][0]
     assert len(first["etc/machine-id"][0].strip()) == 32
+
+
+def test_a_stopped_cts_leftover_cgroups_are_removed_before_it_starts(tmp_path, monkeypatch):
+    hierarchies = [tmp_path / "memory", tmp_path / "pids"]
+    for hierarchy in hierarchies:
+        (hierarchy / "lxc" / "2017" / "ns").mkdir(parents=True)
+        (hierarchy / "lxc.monitor" / "2017").mkdir(parents=True)
+        (hierarchy / "lxc" / "2101").mkdir(parents=True)
+    monkeypatch.setattr(ct.host, "v1_hierarchies", lambda: hierarchies)
+    ct.clear_stale_cgroups(2017)
+    for hierarchy in hierarchies:
+        assert sorted(path.name for path in (hierarchy / "lxc").iterdir()) == ["2101"]   # another CT's is kept
+        assert not (hierarchy / "lxc.monitor" / "2017").exists()
+
+
+def test_a_leftover_cgroup_that_holds_processes_is_named(tmp_path, monkeypatch):
+    busy = tmp_path / "memory" / "lxc" / "2017"
+    busy.mkdir(parents=True)
+    (busy / "cgroup.procs").write_text("4242\n")         # a plain directory with a file: rmdir fails as on a busy cgroup
+    monkeypatch.setattr(ct.host, "v1_hierarchies", lambda: [tmp_path / "memory"])
+    with pytest.raises(ct.LabError, match=r"CT 2017 is stopped but its cgroup .*memory/lxc/2017 is still there "
+                                          r"\(.*; cgroup.procs: 4242\)"):
+        ct.clear_stale_cgroups(2017)
