@@ -103,10 +103,10 @@ def cmd_exec(layout, vmid, argv):
     os.execvp("lxc-attach", ["lxc-attach", "-n", str(vmid), "-P", str(layout.lxcpath), "--keep-env", "--", *argv])
 
 
-def _namespaces(layout, vmid, pid):
+def _namespaces(config, pid):
     """nsenter's options for the CT's mount namespace (and user namespace when it is unprivileged)."""
     options = ["nsenter", "--target", str(pid), "--mount"]
-    if _config(layout, vmid).settings.get("unprivileged") == "1":
+    if config.settings.get("unprivileged") == "1":
         options.append("--user")
     return options
 
@@ -134,7 +134,7 @@ def _owner_and_mode(options):
 
 
 def cmd_push(layout, vmid, options):
-    _config(layout, vmid)
+    config = _config(layout, vmid)
     pid = _running_pid(layout, vmid)
     if not pid:
         raise PctError("can only push files to a running CT")
@@ -144,19 +144,19 @@ def cmd_push(layout, vmid, options):
         raise PctError("failed to open %s for reading" % options.file) from None
     with source:
         script = "cat > \"$1\" || exit 1; %s" % _owner_and_mode(options)
-        done = subprocess.run(_namespaces(layout, vmid, pid) + ["/bin/sh", "-c", script, "sh", options.destination],
+        done = subprocess.run(_namespaces(config, pid) + ["/bin/sh", "-c", script, "sh", options.destination],
                               stdin=source, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise PctError(done.stderr.strip() or "failed to create file: %s" % options.destination)
 
 
 def cmd_pull(layout, vmid, options):
-    _config(layout, vmid)
+    config = _config(layout, vmid)
     pid = _running_pid(layout, vmid)
     if not pid:
         raise PctError("can only pull files from a running VM at %s line 664." % PCT_PM)
     with open(options.destination, "wb") as target:
-        done = subprocess.run(_namespaces(layout, vmid, pid) + ["cat", "--", options.path], stdout=target,
+        done = subprocess.run(_namespaces(config, pid) + ["cat", "--", options.path], stdout=target,
                               stderr=subprocess.PIPE, text=False, check=False)
     if done.returncode != 0:
         os.unlink(options.destination)
