@@ -15,8 +15,8 @@ from enva_lab import settings
 from enva_lab.lxcconf import veth_name
 
 Action = namedtuple("Action", "kind target detail")
-"""One step: ``kind`` is stop_process, stop_ct, kill_process, umount, delete_link, rmdir_cgroup,
-restore_sysctl, remove_tree; ``target`` what it acts on; ``detail`` a few words for the log."""
+"""One step: ``kind`` is stop_process, stop_ct, kill_process, kill_ct_process, umount, delete_link,
+rmdir_cgroup, restore_sysctl, remove_tree; ``target`` what it acts on; ``detail`` a few words for the log."""
 
 _VETH = re.compile(r"^veth(\d+)i\d+$")
 
@@ -56,6 +56,8 @@ def plan_down(facts, purge=False):
       the kernel log follower), only those still running;
     * ``running_cts``: VMIDs LXC runs under the lab's lxcpath;
     * ``stray_processes``: ``[(pid, argv)]`` of other processes that name the lab directory;
+    * ``ct_leftovers``: ``[(vmid, pid)]`` of processes still in a lab CT's cgroup (``lxc/VMID``) once
+      LXC no longer runs it (its monitor gone): nothing else would end them, and their cgroup stays busy;
     * ``mounts``: mount points at or under the lab directory;
     * ``links``: ``{name: {"alias": ..., "kind": ...}}``;
     * ``lab_vmids``: every VMID the lab knows (configs, lxcpath, state);
@@ -77,6 +79,10 @@ def plan_down(facts, purge=False):
     for pid, argv in facts.get("stray_processes", ()):
         if pid not in known_pids:
             actions.append(Action("kill_process", pid, " ".join(argv)[:120]))
+    running = {str(vmid) for vmid in facts.get("running_cts", ())}
+    for vmid, pid in sorted(facts.get("ct_leftovers", ())):
+        if str(vmid) in lab_vmids and str(vmid) not in running and pid not in known_pids:
+            actions.append(Action("kill_ct_process", pid, "left in CT %s's cgroup, LXC no longer runs it" % vmid))
     for mount in sorted(facts.get("mounts", ()), key=lambda path: path.count("/"), reverse=True):
         actions.append(Action("umount", mount, "under the lab directory"))
     links = facts.get("links", {})

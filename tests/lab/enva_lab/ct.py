@@ -265,13 +265,6 @@ def _port_open(address, port, timeout=1.0):
         return False
 
 
-def _procs_in(cgroup):
-    try:
-        return " ".join((cgroup / "cgroup.procs").read_text().split())
-    except OSError:
-        return ""
-
-
 def clear_stale_cgroups(vmid):
     """Remove the empty cgroups a stopped CT left behind (``lxc/VMID``, ``lxc.monitor/VMID`` in every hierarchy).
 
@@ -288,7 +281,7 @@ def clear_stale_cgroups(vmid):
                     raise LabError("CT %d is stopped but its cgroup %s is still there (%s; cgroup.procs: %s); "
                                    "end those processes, then start it again" % (
                                        vmid, path, error.strerror,
-                                       _procs_in(path) or "none")) from None
+                                       " ".join(str(pid) for pid in host.cgroup_pids(path)) or "none")) from None
 
 
 def start(layout, vmid, log=print, timeout=120):

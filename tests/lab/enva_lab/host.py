@@ -96,6 +96,14 @@ def cgroup_dirs(root, relative):
     return sorted(found, key=lambda path: len(path.parts), reverse=True)
 
 
+def cgroup_pids(path):
+    """The PIDs in one cgroup directory's ``cgroup.procs`` (empty when it is gone or unreadable)."""
+    try:
+        return [int(word) for word in (Path(path) / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def read_int(path):
     try:
         return int(Path(path).read_text().split()[0])

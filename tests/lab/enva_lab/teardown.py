@@ -2,9 +2,15 @@
 :class:`enva_lab.lab.Lab`."""
 
 import os
+import signal
+import time
 
 from enva_lab import cleanup, declared, host, procs, settings
 from enva_lab.errors import LabError
+
+
+DOWN_SECONDS = 30
+"""How long ``down`` keeps planning and acting before what is left is an error."""
 
 
 class TeardownMixin:
@@ -21,7 +27,7 @@ class TeardownMixin:
                     processes.append((pidfile.stem, entry[0], entry[1]))
         running = []
         if layout.lxcpath.is_dir():
-            done = host.run(["lxc-ls", "-P", layout.lxcpath, "--running", "-1"], check=False)
+            done = host.run(["lxc-ls", "-P", layout.lxcpath, "--active", "-1"], check=False)
             running = [int(name) for name in done.stdout.split() if name.isdigit()]
         labdir = str(layout.root)
         strays = [(pid, argv) for pid, argv in procs.processes_mentioning(labdir) if cleanup.is_lab_process(argv)]
@@ -41,17 +47,22 @@ class TeardownMixin:
             pass
         cgroups = [str(path.relative_to(settings.CGROUP_ROOT)) for hierarchy in host.v1_hierarchies()
                    for parent in settings.LXC_CGROUP_PARENTS for path in host.cgroup_dirs(hierarchy, parent)]
+        leftovers = set()
+        for vmid in vmids:
+            for hierarchy in host.v1_hierarchies():
+                for path in host.cgroup_dirs(hierarchy, "lxc/%s" % vmid):
+                    leftovers |= {(int(vmid), pid) for pid in host.cgroup_pids(path)}
         return {"labdir": labdir, "labdir_exists": layout.root.exists(), "cache": str(layout.cache),
                 "cache_exists": layout.cache.exists(), "processes": processes, "running_cts": running,
-                "stray_processes": strays, "mounts": mounts, "links": links, "lab_vmids": sorted(vmids),
-                "cgroups": cgroups, "state": state}
+                "stray_processes": strays, "ct_leftovers": sorted(leftovers), "mounts": mounts, "links": links,
+                "lab_vmids": sorted(vmids), "cgroups": cgroups, "state": state}
 
     def down(self, purge=False):
         """Remove every CT, link, cgroup, process and file of the lab; the cache too with ``purge``.
 
         Plans from what is there, does it, and looks again (a stopped CT's cgroups go away by
-        themselves, a killed supervisor leaves its lxc-start): up to three rounds, then anything of
-        the lab still there is an error.
+        themselves, a killed supervisor leaves its lxc-start, a CT still stopping holds its cgroups a
+        moment): rounds for up to ``DOWN_SECONDS``, then anything of the lab still there is an error.
         """
         if os.geteuid() != 0:
             raise LabError("labctl down needs root; run it as root")
@@ -59,7 +70,9 @@ class TeardownMixin:
             self.lock()
         carried = None
         done = {}
-        for _round in range(3):
+        deadline = time.monotonic() + DOWN_SECONDS
+        pause = 0.2
+        while True:
             facts = self.down_facts()
             if carried is None:
                 carried = {"state": {"cgroup_parents_before": facts["state"].get("cgroup_parents_before", [])},
@@ -69,12 +82,17 @@ class TeardownMixin:
             actions = [action for action in cleanup.plan_down(facts, purge=purge) if not self._foreign_cgroup(action)]
             if not actions:
                 break
+            if time.monotonic() > deadline:
+                raise LabError("down left %s behind; run labctl down again, or remove them by hand"
+                               % ", ".join("%s %s" % (action.kind, action.target) for action in actions))
+            changed = False
             for action in actions:
                 if self._do(action):
+                    changed = True
                     done[action.kind] = done.get(action.kind, 0) + 1
-        else:
-            raise LabError("down left %s behind; run labctl down again, or remove them by hand"
-                           % ", ".join("%s %s" % (action.kind, action.target) for action in actions))
+            if not changed:
+                time.sleep(pause)           # a CT still stopping: its cgroups go when LXC is done
+                pause = min(pause * 2, 2.0)
         if done.get("rmdir_cgroup"):
             self.out("down: removed %d cgroups (the CTs' leftovers and LXC's empty lxc, lxc.monitor, lxc.pivot)"
                      % done["rmdir_cgroup"])
@@ -100,6 +118,8 @@ class TeardownMixin:
                              timeout=60).returncode == 0
         elif kind == "kill_process":
             acted = procs.stop((target, procs.start_time(target)), timeout=10)
+        elif kind == "kill_ct_process":
+            acted = procs.stop((target, procs.start_time(target)), timeout=5, sig=signal.SIGKILL)
         elif kind == "umount":
             acted = host.run(["umount", target], check=False).returncode == 0 or \
                 host.run(["umount", "-l", target], check=False).returncode == 0

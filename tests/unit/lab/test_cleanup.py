@@ -93,6 +93,17 @@ def test_after_a_failed_up_without_state_the_leftovers_still_go():
                                        ("remove_tree", LABDIR)]
 
 
+def test_processes_left_in_a_stopped_labs_ct_cgroup_are_killed_before_its_cgroups_go():
+    """A CT whose LXC monitor is gone still holds processes: nothing else ends them and rmdir fails."""
+    facts = full_facts(ct_leftovers=[(2102, 501), (2102, 502), (2017, 90), (4000, 7)], lab_vmids=[2017, 2101, 2102],
+                       cgroups=["memory/lxc/2102/ns/init.scope", "memory/lxc/2102/ns", "memory/lxc/2102"])
+    actions = kinds(plan_down(facts))
+    # 2017 is running (lxc-stop ends it), 4000 is not the lab's: only 2102's processes are killed
+    assert [item for item in actions if item[0] == "kill_ct_process"] == [("kill_ct_process", 501),
+                                                                          ("kill_ct_process", 502)]
+    assert actions.index(("kill_ct_process", 502)) < actions.index(("rmdir_cgroup", "memory/lxc/2102/ns/init.scope"))
+
+
 def test_purge_removes_the_cache_last():
     actions = plan_down(full_facts(), purge=True)
     assert kinds(actions)[-2:] == [("remove_tree", LABDIR), ("remove_tree", "/var/cache/enva-lab")]
