@@ -23,6 +23,8 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="build or repair the lab: bridge, DNS, kernel log copy, CT 2017, the API lab")
     up.add_argument("--cts", type=int, default=0, metavar="N", help="also N ordinary CTs (the declared ones first)")
+    up.add_argument("--only", type=_vmid_list, metavar="VMID[,VMID]",
+                    help="exactly these declared CTs, CT 2017 or not (a cluster node's share)")
     down = sub.add_parser("down", help="remove every CT, link, cgroup, process and file of the lab")
     down.add_argument("--purge", action="store_true", help="remove the rootfs cache too")
     status = sub.add_parser("status", help="the CTs: state, memory limit/usage/peak, OOM kills, processes")
@@ -114,6 +116,16 @@ def _vm_main(args):
         nodes.exec(args.name, command)
 
 
+def _vmid_list(text):
+    try:
+        vmids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("wants VMIDs separated by commas (2101,2102), got %r" % text) from None
+    if not vmids or any(vmid < 100 for vmid in vmids):
+        raise argparse.ArgumentTypeError("wants VMIDs of 100 and more, got %r" % text)
+    return vmids
+
+
 def _print_status(status):
     bridge = status["bridge"]
     print("lab %s: %s; bridge %s %s %s" % (status["labdir"], "up" if status["up"] else "not up", bridge["name"],
@@ -157,7 +169,7 @@ def main(argv=None):
         if args.command == "vm":
             _vm_main(args)
         elif args.command == "up":
-            the_lab.up(args.cts)
+            the_lab.up(args.cts, args.only)
         elif args.command == "down":
             the_lab.down(purge=args.purge)
         elif args.command == "status":

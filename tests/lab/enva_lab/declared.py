@@ -127,13 +127,20 @@ def ordinary_ip(vmid):
     return "10.217.0.%d" % (vmid - 2000)
 
 
-def plan_lab_cts(declared, ordinary):
+def plan_lab_cts(declared, ordinary, only=None):
     """The CTs ``up --cts ORDINARY`` runs: CT 2017, then ``ordinary`` others (the declared ones first).
+    With ``only`` (``up --only``, a cluster node's share): exactly those declared VMIDs, CT 2017 or not.
 
     Returns ``(cts, generated)``: every CT to run, and those of them the file does not declare yet
     (to be appended with :func:`append_entries`).
     """
     by_vmid = {ct.vmid: ct for ct in declared}
+    if only is not None:
+        missing = [vmid for vmid in only if vmid not in by_vmid]
+        if missing:
+            raise DeclaredFileError("--only names CT %s, which the declared file does not declare"
+                                    % ", ".join(map(str, missing)))
+        return [by_vmid[vmid] for vmid in only], []
     if settings.HAPROXY_VMID not in by_vmid:
         raise DeclaredFileError("the declared file has no CT %d (the HAProxy CT the lab is about); restore it from %s"
                                 % (settings.HAPROXY_VMID, settings.SAMPLE))

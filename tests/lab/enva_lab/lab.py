@@ -108,8 +108,8 @@ class Lab(IncidentMixin, TeardownMixin):
 
     # -- up ------------------------------------------------------------------------------------
 
-    def up(self, ordinary=0):
-        """Build the lab (or repair it); returns the timings."""
+    def up(self, ordinary=0, only=None):
+        """Build the lab (or repair it); returns the timings. ``only``: exactly these declared VMIDs."""
         started = time.monotonic()
         self.preflight()
         self.lock()
@@ -123,7 +123,7 @@ class Lab(IncidentMixin, TeardownMixin):
         self.save_state(state)
         self._kernel_log()
         self._pct()
-        cts, generated = self._declared(ordinary)
+        cts, generated = self._declared(ordinary, only)
         self._dns()
         self._ssh_key()
         build_seconds = rootfs.build(self.layout, self.out)
@@ -139,7 +139,7 @@ class Lab(IncidentMixin, TeardownMixin):
                          % (item.vmid, item.hostname, item.vmid))
         if settings.HAPROXY_VMID in built:
             self.check_as_found(settings.HAPROXY_VMID)
-        else:
+        elif any(item.is_haproxy for item in cts):
             try:
                 self.check_as_found(settings.HAPROXY_VMID)
             except LabError as error:       # changed since it was built (a playbook's work): up leaves it so
@@ -247,7 +247,7 @@ class Lab(IncidentMixin, TeardownMixin):
                     self.layout.log / "kmsg-follower.log")
         self.out("kernel log: following /dev/kmsg into %s" % self.layout.kern_log)
 
-    def _declared(self, ordinary):
+    def _declared(self, ordinary, only=None):
         """The CTs to run, from the lab's copy of the declared file (made from the sample when absent)."""
         if not 0 <= ordinary <= len(settings.ORDINARY_VMIDS):
             raise LabError("--cts must be between 0 and %d" % len(settings.ORDINARY_VMIDS))
@@ -257,7 +257,7 @@ class Lab(IncidentMixin, TeardownMixin):
             self.out("declared: %s copied from %s" % (copy, settings.SAMPLE))
         text = copy.read_text()
         try:
-            cts, generated = declared.plan_lab_cts(declared.read_text(text, str(copy)), ordinary)
+            cts, generated = declared.plan_lab_cts(declared.read_text(text, str(copy)), ordinary, only)
             if generated:
                 copy.write_text(declared.append_entries(text, generated, str(copy)))
         except declared.DeclaredFileError as error:
@@ -396,7 +396,7 @@ class Lab(IncidentMixin, TeardownMixin):
         if not procs.running(pidfile):
             self._port_free(socket.SOCK_STREAM, address, int(port), "the PVE API lab")
             procs.spawn([sys.executable, "-m", settings.PVE_API_MODULE, "serve", "--labdir", self.layout.root,
-                         "--listen", settings.API_LISTEN], pidfile, self.layout.log / "pve_api.log")
+                         "--listen", settings.API_LISTEN, "--node", settings.NODE], pidfile, self.layout.log / "pve_api.log")
         deadline = time.monotonic() + 60
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -1,9 +1,10 @@
 """The lab's fixed facts (docs/development.md, "The lab's fixed facts") and where its files live."""
 
 import os
+import socket
 from pathlib import Path
 
-NODE = "pve1"
+
 BRIDGE = "vmbr0"
 BRIDGE_ALIAS = "enva-lab"              # marks the bridge as the lab's (``ip link set vmbr0 alias``)
 SUBNET = "10.217.0.0/24"
@@ -28,6 +29,10 @@ NODE_MARKER = Path("/etc/enva-lab-node")   # written into the VM node image (env
 def on_vm_node():
     """Whether this host is one of the lab's VM nodes (TCG-slow: smaller CT 2017, lower flood rates)."""
     return NODE_MARKER.exists()
+
+
+# The PVE node's name: pve1 on this host; on a VM node its hostname (pve1, pve2, pve3 in a cluster)
+NODE = os.environ.get("ENVA_LAB_NODE") or (socket.gethostname().split(".")[0] if on_vm_node() else "pve1")
 
 
 # The PVE API lab: on loopback; on a VM node on every address of the node, whose only way in from

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from enva_lab.api_lab import __doc__ as PACKAGE_DOC
 from enva_lab.api_lab.access import Access
+from enva_lab.api_lab.cluster import Peers
 from enva_lab.api_lab.errors import API_PREFIX
 from enva_lab.api_lab.nodes import ApiLab, Node
 from enva_lab.api_lab.pki import ensure_credentials, ensure_pki
@@ -51,6 +52,8 @@ def make_server(args):
     lab = build_lab(args)
     server = ApiServer(parse_listen(args.listen), lab, Schema(), Access(credentials, secret, labdir / "api" / "credentials.json"),
                        args.log or labdir / "log" / "pve_api.log", tls)
+    if not lab.synthetic:
+        server.peers = Peers(labdir)
     der = ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="ascii"))
     digest = hashlib.sha256(der).hexdigest().upper()
     server.fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))

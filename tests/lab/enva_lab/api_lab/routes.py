@@ -3,12 +3,14 @@
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils import cgroup_memory, pve_ct_config
 from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import DEFAULT_MIB
 
 from enva_lab.api_lab.cgroups import CgroupWriteError
+from enva_lab.api_lab.cluster import offline_entries
 from enva_lab.api_lab.errors import ApiError, param_error
 from enva_lab.api_lab.nodes import Task, ct_status, host_memory, host_uptime, write_atomically
 from enva_lab.api_lab.schema import typed_config
@@ -55,8 +57,23 @@ def _node_entry(server, node):
     return entry
 
 
-def api_nodes(server, authid, _params):
-    return [_node_entry(server, node) for node in server.lab.nodes.values()]
+def _peer_entries(server, params, path):
+    """``{peer: (own entries, or None when it did not answer)}`` of a cluster-wide list, fetched in parallel."""
+    peers = params.get("__peers")
+    if not peers or not peers.peers:
+        return {}
+    ticket = server.access.internal_ticket()
+    names = sorted(peers.peers)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda name: peers.own_entries(name, path, ticket), names)))
+
+
+def api_nodes(server, authid, params):
+    entries = [_node_entry(server, node) for node in server.lab.nodes.values()]
+    for name, answer in _peer_entries(server, params, "/nodes").items():
+        entries.extend(answer if answer is not None else [{"node": name, "id": "node/%s" % name, "type": "node",
+                                                           "status": "offline", "level": ""}])
+    return entries
 
 
 def api_node_status(server, _authid, params):
@@ -75,12 +92,16 @@ def api_node_status(server, _authid, params):
             "rootfs": {"total": 0, "used": 0, "avail": 0, "free": 0}, "node": node.name}
 
 
-def api_cluster_status(server, _authid, _params):
-    entries = [{"type": "cluster", "id": "cluster", "name": "enva-lab", "nodes": len(server.lab.nodes),
-                "quorate": 1, "version": len(server.lab.nodes)}]
-    for index, node in enumerate(server.lab.nodes.values(), 1):
-        entries.append({"type": "node", "id": "node/%s" % node.name, "name": node.name, "nodeid": index,
-                        "online": 1, "local": int(index == 1), "ip": "127.0.0.1", "level": ""})
+def api_cluster_status(server, _authid, params):
+    names = sorted(set(server.lab.nodes) | set((params.get("__peers").peers if params.get("__peers") else {})))
+    answers = _peer_entries(server, params, "/cluster/status")
+    entries = [{"type": "cluster", "id": "cluster", "name": "enva-lab", "nodes": len(names),
+                "quorate": int(sum(1 for name in names if answers.get(name, True) is not None) * 2 > len(names)),
+                "version": len(names)}]
+    for index, name in enumerate(names, 1):
+        entries.append({"type": "node", "id": "node/%s" % name, "name": name, "nodeid": index,
+                        "online": int(answers.get(name, True) is not None), "local": int(name in server.lab.nodes),
+                        "ip": "127.0.0.1", "level": ""})
     return entries
 
 
@@ -116,6 +137,21 @@ def api_cluster_resources(server, authid, params):
             resources.append(entry)
         if kind in (None, "vm"):
             resources.extend(_vm_entry(node, vmid, status) for vmid, status in _visible_cts(server, authid, node))
+    for name, answer in _peer_entries(server, params, "/cluster/resources").items():
+        if answer is None:
+            nodes, cts = offline_entries(name, *params["__peers"].last_seen(name))
+            answer = nodes + cts
+        for entry in answer:
+            if entry.get("node") != name:
+                continue
+            if entry.get("type") == "node":
+                allowed = kind in (None, "node") and server.access.check(
+                    authid, "/nodes/%s" % name, ["Sys.Audit"], noerr=True)
+            else:
+                allowed = kind in (None, "vm") and server.access.check(
+                    authid, "/vms/%s" % entry.get("vmid"), ["VM.Audit"], noerr=True)
+            if allowed:
+                resources.append(entry)
     return resources
 
 

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from enva_lab.api_lab.cluster import FORWARD_HEADERS, LOCAL_HEADER, PeerDown
 from enva_lab.api_lab.errors import API_PREFIX, ApiError, perm_error
 from enva_lab.api_lab.routes import ROUTES
 
@@ -18,6 +19,7 @@ class ApiServer(ThreadingHTTPServer):
 
     def __init__(self, address, lab, schema, access, log_path, tls):
         self.lab, self.schema, self.access = lab, schema, access
+        self.peers = None               # enva_lab.api_lab.cluster.Peers when this node is one of a cluster
         self.log_lock = threading.Lock()
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         self.log_file = open(log_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
@@ -63,8 +65,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
+        self._raw_body = b""  # pylint: disable=attribute-defined-outside-init
         if length:
-            body = self.rfile.read(length).decode("utf-8")
+            self._raw_body = self.rfile.read(length)  # pylint: disable=attribute-defined-outside-init
+            body = self._raw_body.decode("utf-8")
             if method in ("POST", "PUT"):
                 if (self.headers.get("Content-Type") or "").startswith("application/json"):
                     params.update({key: str(value) for key, value in json.loads(body or "{}").items()})
@@ -137,10 +141,17 @@ class Handler(BaseHTTPRequestHandler):
             if authid and "!" in authid and not definition.get("allowtoken", 1):
                 raise ApiError(401, "API tokens are not allowed for this call")
             params.update(uri_params)
+            peers = self.server.peers.refresh() if self.server.peers else None
+            peers = peers if peers and peers.peers else None
+            if peers and uri_params.get("node") in peers.peers and uri_params["node"] not in self.server.lab.nodes:
+                self._forward(peers, uri_params["node"], method, authid, rel)
+                return
             self._check_permissions(definition.get("permissions"), authid, uri_params)
             if "node" in uri_params:
                 self.server.lab.node(uri_params["node"])
             values = self.server.schema.validate(definition, params)
+            if peers and method == "GET" and self.headers.get(LOCAL_HEADER) != "1":
+                values["__peers"] = peers
             handler = ROUTES.get((method, template))
             if handler is None:
                 raise ApiError(501, "Method '%s %s' not implemented in the PVE API lab" % (method, template))
@@ -158,6 +169,23 @@ class Handler(BaseHTTPRequestHandler):
             self.server.log_line('%s - %s [%s] "%s %s%s" %s %.3fs' % (
                 self.client_address[0], authid or "-", time.strftime("%d/%b/%Y:%H:%M:%S %z"), method,
                 API_PREFIX, rel if rel != "-" else "", getattr(self, "_status", "-"), time.time() - started))
+
+    def _forward(self, peers, node, method, authid, rel):
+        """Send the request as it came to the peer that holds the node, and its answer back (pveproxy)."""
+        headers = {name: self.headers[name] for name in FORWARD_HEADERS if self.headers.get(name)}
+        try:
+            status, reason, data = peers.request(node, method, self.path, self._raw_body, headers)
+        except PeerDown as error:
+            raise ApiError(595, "Connection refused or node offline: %s" % error) from None
+        self._status = status  # pylint: disable=attribute-defined-outside-init
+        self.send_response(status, reason)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "max-age=0")
+        self.end_headers()
+        self.wfile.write(data)
+        self.server.log_line("%s - %s proxied %s %s%s to %s: %d" % (
+            self.client_address[0], authid or "-", method, API_PREFIX, rel, node, status))
 
     def _send(self, status, reason, body, authid, method, rel):
         payload = json.dumps(body).encode("utf-8")
