@@ -60,6 +60,12 @@ def _parser():
                     choices=("short", "short-precise", "short-iso", "short-iso-precise", "json"))
     jo.add_argument("--json", action="store_true", help="the same as -o json")
     _vm_parser(sub)
+    cluster = sub.add_parser("cluster", help="three VM nodes as one PVE cluster (pve1, pve2, pve3; CTs spread)")
+    clsub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
+    clsub.add_parser("up", help="boot the nodes, the lab on each, the cluster's API on every node")
+    clsub.add_parser("down", help="stop every node and remove their state")
+    clstatus = clsub.add_parser("status", help="the nodes, their ports and CTs")
+    clstatus.add_argument("--json", action="store_true")
     supervise = sub.add_parser("_supervise")       # internal: the CT's pve-container@VMID "service"
     supervise.add_argument("--labdir", required=True)
     supervise.add_argument("vmid", type=int)
@@ -116,6 +122,24 @@ def _vm_main(args):
         nodes.exec(args.name, command)
 
 
+def _cluster_main(args):
+    from enva_lab import vmcluster          # pylint: disable=import-outside-toplevel
+    cluster = vmcluster.Cluster(out=lambda line: print(line, flush=True))
+    if args.cluster_command == "up":
+        cluster.up()
+    elif args.cluster_command == "down":
+        cluster.down()
+    else:
+        status = cluster.status()
+        if args.json:
+            print(json.dumps(status, indent=1))
+            return
+        for node in status["nodes"]:
+            print("%s %s: %s; ssh %s, api %s; CTs %s" % (
+                node["name"], node["cluster_ip"], "running pid %d" % node["pid"] if node.get("running") else
+                "not running", node.get("ssh", "-"), node.get("api", "-"), status["shares"][node["name"]]))
+
+
 def _vmid_list(text):
     try:
         vmids = [int(part) for part in text.split(",") if part.strip()]
@@ -168,6 +192,8 @@ def main(argv=None):
     try:
         if args.command == "vm":
             _vm_main(args)
+        elif args.command == "cluster":
+            _cluster_main(args)
         elif args.command == "up":
             the_lab.up(args.cts, args.only)
         elif args.command == "down":

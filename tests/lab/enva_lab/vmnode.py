@@ -51,8 +51,18 @@ def console_tail(path, lines=CONSOLE_TAIL):
     return "\n".join(rows[-lines:]) or "(no console output)"
 
 
-def qemu_argv(paths, accel, ssh_port, api_port, console, pidfile, name, memory_mib=MEMORY_MIB, smp=SMP):
-    """The qemu command line of a node (pure; tested)."""
+CLUSTER_MCAST = "239.255.218.1"         # the cluster network: qemu's socket netdev, multicast on loopback
+CLUSTER_SUBNET = "10.218.0.0/24"        # pve1 10.218.0.11, pve2 .12, pve3 .13 (eth1 of each node)
+
+
+def cluster_ip(name):
+    return "10.218.0.%d" % (10 + NAMES.index(name) + 1)
+
+
+def qemu_argv(paths, accel, ssh_port, api_port, console, pidfile, name, memory_mib=MEMORY_MIB, smp=SMP,
+              cluster_port=None):
+    """The qemu command line of a node (pure; tested). ``cluster_port``: a second NIC on the cluster network
+    (every node's frames multicast on 127.0.0.1, reaching the other nodes and nothing else)."""
     forwards = "hostfwd=tcp:127.0.0.1:%d-:22" % ssh_port
     if api_port:
         forwards += ",hostfwd=tcp:127.0.0.1:%d-:8006" % api_port
@@ -63,6 +73,9 @@ def qemu_argv(paths, accel, ssh_port, api_port, console, pidfile, name, memory_m
              "-netdev", "user,id=net0,restrict=on,%s" % forwards, "-device", "virtio-net-pci,netdev=net0",
              "-display", "none", "-monitor", "none", "-serial", "file:%s" % console, "-no-reboot",
              "-pidfile", str(pidfile)]
+    if cluster_port:
+        argv += ["-netdev", "socket,id=net1,mcast=%s:%d,localaddr=127.0.0.1" % (CLUSTER_MCAST, cluster_port),
+                 "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:21:80:%02x" % (NAMES.index(name) + 1)]
     return argv
 
 
@@ -169,8 +182,9 @@ class Nodes:
 
     # -- up ------------------------------------------------------------------------------------------
 
-    def up(self, name="pve1", timeout=SSH_TIMEOUT, push=True):
-        """Boot the node (build the image first when needed) and wait for SSH; returns its state."""
+    def up(self, name="pve1", timeout=SSH_TIMEOUT, push=True, cluster_port=None):
+        """Boot the node (build the image first when needed) and wait for SSH; returns its state. With
+        ``cluster_port`` the node is one of a cluster: on the cluster network, named ``name``."""
         if os.geteuid() != 0:
             raise LabError("VM nodes need root (the image build uses debootstrap and mkfs); run labctl as root")
         if not shutil.which(QEMU):
@@ -192,7 +206,7 @@ class Nodes:
         console = directory / "console.log"
         pidfile = directory / "qemu.pid"
         ssh_port, api_port = free_port(), free_port()
-        argv = qemu_argv(self.paths, accel, ssh_port, api_port, console, pidfile, name)
+        argv = qemu_argv(self.paths, accel, ssh_port, api_port, console, pidfile, name, cluster_port=cluster_port)
         started = time.monotonic()
         with open(directory / "qemu.log", "ab") as output:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
@@ -200,7 +214,7 @@ class Nodes:
         time.sleep(0.3)
         state = {"name": name, "pid": process.pid, "starttime": procs.start_time(process.pid), "accel": accel,
                  "ssh_port": ssh_port, "api_port": api_port, "console": str(console), "argv": argv,
-                 "started": time.time()}
+                 "started": time.time(), "cluster_port": cluster_port}
         (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
         self.out("node %s: booting (%s, %d vCPUs, %d MiB; ssh 127.0.0.1:%d, API 127.0.0.1:%d; console %s)"
                  % (name, accel.upper(), SMP, MEMORY_MIB, ssh_port, api_port, console))
@@ -208,9 +222,22 @@ class Nodes:
         state["boot_seconds"] = round(time.monotonic() - started, 1)
         (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
         self.out("node %s: SSH answers after %.1f s" % (name, state["boot_seconds"]))
+        self._name_node(name, state)
         if push:
             self.push(name)
         return state
+
+    def _name_node(self, name, state):
+        """The node's hostname (PVE's node name: labctl and the API lab on it read it), and its address on
+        the cluster network when it has one."""
+        script = ("hostname {name} && echo {name} > /etc/hostname && "
+                  "sed -i 's/^127.0.1.1.*/127.0.1.1\\t{name}/' /etc/hosts").format(name=name)
+        if state.get("cluster_port"):
+            script += " && ip link set eth1 up && ip addr replace %s/24 dev eth1" % cluster_ip(name)
+            for other in NAMES:
+                script += " && (grep -q ' %s$' /etc/hosts || echo '%s %s' >> /etc/hosts)" % (
+                    other, cluster_ip(other), other)
+        self.ssh(name, script, timeout=60)
 
     def _wait_ssh(self, name, state, timeout, process=None):
         deadline = time.monotonic() + timeout
@@ -251,12 +278,15 @@ class Nodes:
     CONTROLLER_FILES = ("ssh/id_ed25519", "ssh/known_hosts", "pki/pve-root-ca.pem", "api/credentials.json",
                         "enva.yaml")
 
-    def lab_up(self, name="pve1"):
+    def lab_up(self, name="pve1", only=None):
         """``labctl up`` on the node, then copy what a controller on this host needs to reach it to
         ``<vm dir>/NAME/lab`` (the CTs' SSH key and host keys, the API's CA and credentials, the node's
         declared enva.yaml); inventories/vm-node reads them there. Returns that directory."""
         self.require_running(name)
-        done = self.ssh(name, "%s/tests/lab/labctl up" % vmimage.GUEST_CHECKOUT, timeout=1200, check=False)
+        command = "%s/tests/lab/labctl up" % vmimage.GUEST_CHECKOUT
+        if only:
+            command += " --only %s" % ",".join(str(vmid) for vmid in only)
+        done = self.ssh(name, command, timeout=1200, check=False)
         if done.returncode != 0:
             raise LabError("node %s: labctl up failed (exit %d):\n%s" % (
                 name, done.returncode, (done.stdout + done.stderr).strip()[-2000:]))
@@ -285,12 +315,13 @@ class Nodes:
 
     # -- use -----------------------------------------------------------------------------------------
 
-    def ssh(self, name, command, timeout=900, check=True):
-        """Run a shell command on the node as root; the CompletedProcess (text)."""
+    def ssh(self, name, command, timeout=900, check=True, stdin=None):
+        """Run a shell command on the node as root (``stdin``: text for its input); the CompletedProcess (text)."""
         state = self.require_running(name)
         try:
             done = subprocess.run(ssh_argv(self.paths, state["ssh_port"], [command]), capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+                                  text=True, timeout=timeout, check=False, input=stdin,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise LabError("node %s: %s did not finish within %d s" % (name, command, timeout)) from None
         if check and done.returncode != 0:
