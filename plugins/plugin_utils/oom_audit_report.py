@@ -20,6 +20,7 @@ benchmark call the same code.
 from __future__ import absolute_import, division, print_function
 
 import datetime
+import time
 
 from ansible_collections.enva.pve.plugins.module_utils import oom_report
 
@@ -387,8 +388,14 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
     """
     by_node, errors = _evidence_by_node(evidence)
     failed_nodes = dict(errors, **(failed_nodes or {}))
+    when = generated or _iso(time.time())
     for host in unreachable or []:
-        failed_nodes.setdefault(str(host), "unreachable, or failed before its evidence was read")
+        failed_nodes.setdefault(str(host), "unreachable over SSH at %s, or failed before its evidence was read" % when)
+    node_status = resources.get("nodes") if isinstance(resources, dict) else None
+    for name, node in sorted((node_status or {}).items()):
+        if isinstance(node, dict) and node.get("status") not in (None, "online"):
+            failed_nodes.setdefault(str(name), "%s in /cluster/resources at %s (its CTs' status unknown)"
+                                    % (node["status"], when))
     resource_cts = _resource_cts(resources)
     declared_cts = _declared_cts(declared)
     vmids = set(int(vmid) for vmid in resource_cts)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import pytest
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
@@ -150,8 +152,18 @@ def test_nodes_that_failed_or_dropped_out_are_named(evidence):
         {"node": "pve2", "result": None, "error": "kernel_log /x does not exist"}], unreachable=["pve3.example.org"])
     nodes = {node["node"]: node for node in report["nodes"]}
     assert nodes["pve2"] == {"node": "pve2", "cts": 0, "audited": False, "error": "kernel_log /x does not exist"}
-    assert nodes["pve3.example.org"]["error"] == "unreachable, or failed before its evidence was read"
+    assert re.match(r"^unreachable over SSH at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*, or failed before its evidence was read$",
+                    nodes["pve3.example.org"]["error"]), nodes["pve3.example.org"]["error"]
     assert nodes["pve1"]["audited"] is True
+
+
+def test_a_node_offline_in_cluster_resources_is_named_with_the_audits_time(evidence):
+    resources = cluster()
+    resources["nodes"] = {"pve1": {"node": "pve1", "status": "online"}, "pve4": {"node": "pve4", "status": "offline"}}
+    report = audit.build_report(resources, [{"node": "pve1", "result": evidence}], generated="2026-12-05T16:40:00Z")
+    nodes = {node["node"]: node for node in report["nodes"]}
+    assert nodes["pve4"]["error"] == "offline in /cluster/resources at 2026-12-05T16:40:00Z (its CTs' status unknown)"
+    assert "error" not in nodes["pve1"] and nodes["pve1"]["audited"] is True
 
 
 def remediation_cluster(memory_2017, with_2017=True):
