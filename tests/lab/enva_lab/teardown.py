@@ -47,11 +47,13 @@ class TeardownMixin:
             pass
         cgroups = [str(path.relative_to(settings.CGROUP_ROOT)) for hierarchy in host.v1_hierarchies()
                    for parent in settings.LXC_CGROUP_PARENTS for path in host.cgroup_dirs(hierarchy, parent)]
+        names = {str(vmid) for vmid in vmids}
         leftovers = set()
-        for vmid in vmids:
-            for hierarchy in host.v1_hierarchies():
-                for path in host.cgroup_dirs(hierarchy, "lxc/%s" % vmid):
-                    leftovers |= {(int(vmid), pid) for pid in host.cgroup_pids(path)}
+        for relative in cgroups:                # processes in a lab CT's cgroup (lxc/VMID and below)
+            parts = relative.split("/")
+            if "lxc" in parts[:-1] and parts[parts.index("lxc") + 1] in names:
+                vmid = int(parts[parts.index("lxc") + 1])
+                leftovers |= {(vmid, pid) for pid in host.cgroup_pids(settings.CGROUP_ROOT / relative)}
         return {"labdir": labdir, "labdir_exists": layout.root.exists(), "cache": str(layout.cache),
                 "cache_exists": layout.cache.exists(), "processes": processes, "running_cts": running,
                 "stray_processes": strays, "ct_leftovers": sorted(leftovers), "mounts": mounts, "links": links,

@@ -14,7 +14,6 @@
 """
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -141,5 +140,5 @@ class Cluster:
         if self.path.exists():
             self.path.unlink()
         if self.nodes.root.is_dir() and not any(self.nodes.root.iterdir()):
-            shutil.rmtree(self.nodes.root, ignore_errors=True)
+            self.nodes.root.rmdir()
         self.out("cluster: down")

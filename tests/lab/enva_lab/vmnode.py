@@ -52,10 +52,10 @@ def console_tail(path, lines=CONSOLE_TAIL):
 
 
 CLUSTER_MCAST = "239.255.218.1"         # the cluster network: qemu's socket netdev, multicast on loopback
-CLUSTER_SUBNET = "10.218.0.0/24"        # pve1 10.218.0.11, pve2 .12, pve3 .13 (eth1 of each node)
 
 
 def cluster_ip(name):
+    """The node's address on the cluster network (eth1): pve1 10.218.0.11, pve2 .12, pve3 .13."""
     return "10.218.0.%d" % (10 + NAMES.index(name) + 1)
 
 
