@@ -63,6 +63,8 @@ def _parser():
     cluster = sub.add_parser("cluster", help="three VM nodes as one PVE cluster (pve1, pve2, pve3; CTs spread)")
     clsub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
     clsub.add_parser("up", help="boot the nodes, the lab on each, the cluster's API on every node")
+    reset = clsub.add_parser("reset", help="a CT as found again on its node, and the controller's copies again")
+    reset.add_argument("vmid", nargs="?", type=int, default=2017)
     clsub.add_parser("down", help="stop every node and remove their state")
     clstatus = clsub.add_parser("status", help="the nodes, their ports and CTs")
     clstatus.add_argument("--json", action="store_true")
@@ -105,7 +107,8 @@ def _vm_main(args):
     elif args.vm_command == "push":
         nodes.push(args.name)
     elif args.vm_command == "lab":
-        nodes.lab_up(args.name)
+        from enva_lab import vmcluster      # pylint: disable=import-outside-toplevel
+        nodes.lab_up(args.name, only=vmcluster.Cluster(nodes, out=nodes.out).share(args.name))
     elif args.vm_command == "status":
         status = nodes.status()
         if args.json:
@@ -129,6 +132,8 @@ def _cluster_main(args):
         cluster.up()
     elif args.cluster_command == "down":
         cluster.down()
+    elif args.cluster_command == "reset":
+        cluster.reset(args.vmid)
     else:
         status = cluster.status()
         if args.json:

@@ -334,11 +334,19 @@ def start(layout, vmid, log=print, timeout=120):
         log("warning: CT %d is degraded: %s" % (vmid, " ".join(line.split()[0] for line in
                                                                failed.stdout.splitlines() if line.strip())))
     ip = read_pve_conf(layout, vmid).net(0).get("ip", "").split("/")[0]
+    if ip and not _sshd_enabled(layout, vmid):
+        ip = ""                           # reached with pct exec only (its sshd disabled): nothing to wait for
     while ip and not _port_open(ip, 22):
         if time.monotonic() > deadline:
             raise LabError("CT %d runs but its SSH (%s:22) does not answer" % (vmid, ip))
         time.sleep(0.2)
     return system_state
+
+
+def _sshd_enabled(layout, vmid):
+    """Whether the CT starts an SSH server (ssh.service or ssh.socket enabled in it)."""
+    done = attach(layout, vmid, ["systemctl", "is-enabled", "ssh.service", "ssh.socket"], timeout=60, check=False)
+    return "enabled" in done.stdout.split()
 
 
 def _last_line(path):

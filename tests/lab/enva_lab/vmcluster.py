@@ -127,6 +127,24 @@ class Cluster:
                            % (OOM_VMID, item.get("memory")))
         self.out("cluster: CT %d on pve3 has a real OOM history (oom_kill %d)" % (OOM_VMID, kills))
 
+    def share(self, name):
+        """The VMIDs node ``name`` holds while this host's cluster is up; None without a cluster."""
+        return self.state().get("shares", {}).get(name)
+
+    def reset(self, vmid=2017):
+        """CT ``vmid`` as found again on its node (``labctl reset`` there), and the controller's copies of
+        that node's lab files again (the reset restored the node's declared enva.yaml)."""
+        name = next((node for node, vmids in SHARES.items() if vmid in vmids), None)
+        if name is None or not self.state():
+            raise LabError("cluster: no node of this host's cluster holds CT %d (labctl cluster up first)" % vmid)
+        labctl = "%s/tests/lab/labctl" % vmimage.GUEST_CHECKOUT
+        done = self.nodes.ssh(name, "%s reset %d" % (labctl, vmid), timeout=900, check=False)
+        if done.returncode:
+            raise LabError("cluster: labctl reset %d on %s failed (exit %d): %s" % (
+                vmid, name, done.returncode, (done.stdout + done.stderr).strip()[-1500:]))
+        self.nodes.lab_up(name, only=SHARES[name])
+        self.out("cluster: CT %d on %s as found" % (vmid, name))
+
     def status(self):
         state = self.state()
         nodes = {node["name"]: node for node in self.nodes.status()["nodes"]}
