@@ -15,6 +15,8 @@ node (in parallel, -f 3), the report built and written as JSON, Markdown and HTM
 size runs RUNS times; the report is checked (every CT in it, the storm CT first with socat named, one
 /cluster/resources request per run in the API lab's log).
 
+fleet(), run_audit() and check_report() are shared with bench_oom_audit_scale.py (nodes, CTs, Ansible settings).
+
     .venv/bin/python tests/bench/bench_oom_audit.py                       # print the figures
     .venv/bin/python tests/bench/bench_oom_audit.py --write docs/benchmarks.md
     .venv/bin/python tests/bench/bench_oom_audit.py --sizes 60 --runs 1   # try the harness
@@ -23,10 +25,15 @@ size runs RUNS times; the report is checked (every CT in it, the storm CT first 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
 import random
+import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -52,12 +59,14 @@ OOM_SHARE = 0.04
 FIRST_VMID = 10000
 STORM_INDEX = 7            # CT 10007 on pve2 has the socat storm
 TARGET_S = 60.0
+AUDIT_TIMEOUT_S = 3600
 START = time.time() - 86400.0
 BIN = ROOT / ".venv" / "bin"
 
 
-def node_of(index):
-    return "pve%d" % (index % NODES + 1)
+def node_of(index, nodes=NODES):
+    """The node of the ``index``-th CT, as the API lab's synthetic mode spreads them."""
+    return "pve%d" % (index % nodes + 1)
 
 
 def fill_procs(synthetic, pids):
@@ -108,9 +117,7 @@ def write_node_logs(base, node, vmids, rng, storm_vmid):
 
 def write_inventory(base, synthetic, api, logs):
     hosts = {}
-    for index in range(1, NODES + 1):
-        node = "pve%d" % index
-        kern_log, journal, _lines = logs[node]
+    for node, (kern_log, journal, _lines) in logs.items():
         hosts[node] = {
             "ansible_connection": "local", "ansible_python_interpreter": str(BIN / "python"),
             "oom_audit_cgroup_root": str(Path(synthetic, "nodes", node, "cgroup")),
@@ -128,60 +135,135 @@ def write_inventory(base, synthetic, api, logs):
     return path
 
 
-def run_audit(inventory):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_FORKS="3",
-               PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
-    started = time.perf_counter()
-    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "oom_audit.yml")],
-                          capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=900, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit("the audit failed (exit %d):\n%s\n%s" % (done.returncode, done.stdout[-4000:],
-                                                                  done.stderr[-2000:]))
-    return elapsed
+@dataclasses.dataclass
+class Fleet:
+    """One synthetic fleet, built and not timed: the API lab serving it, per-node logs, the inventory."""
+
+    base: Path
+    api: ApiLabProcess
+    cts: int
+    nodes: int
+    inventory: Path
+    storm_vmid: int
+    expected_oom: int
+    lines: int
+    log_bytes: int
+
+    def resources_calls(self):
+        return self.api.log_path.read_text().count("GET /api2/json/cluster/resources")
+
+    def report(self):
+        return json.loads((self.base / "report" / "oom-audit.json").read_text())
 
 
-def measure_size(cts, runs):
+@contextlib.contextmanager
+def fleet(cts, nodes=NODES, wrapper=()):
+    """A temporary directory with the API lab (started with ``wrapper`` before its command, e.g. taskset)
+    serving ``cts`` synthetic CTs on ``nodes`` nodes, each node's logs and the inventory; the server is
+    stopped and the directory removed on the way out."""
     rng = random.Random(cts)
     with tempfile.TemporaryDirectory(prefix="bench-oom-audit-") as tmp:
         base = Path(tmp)
-        api = ApiLabProcess(base / "labdir", "--synthetic-cts", str(cts), "--nodes", str(NODES), startup_seconds=300)
+        api = ApiLabProcess(base / "labdir", "--synthetic-cts", str(cts), "--nodes", str(nodes),
+                            startup_seconds=300, wrapper=wrapper)
         try:
             synthetic = base / "labdir" / "synthetic"
             fill_procs(synthetic, [os.getpid(), os.getppid()])
             all_vmids = [FIRST_VMID + index for index in range(cts)]
             storm_vmid = FIRST_VMID + STORM_INDEX
             logs, lines, expected_oom = {}, 0, 1
-            for index in range(1, NODES + 1):
+            for index in range(1, nodes + 1):
                 node = "pve%d" % index
-                vmids = [vmid for i, vmid in enumerate(all_vmids) if node_of(i) == node]
+                vmids = [vmid for i, vmid in enumerate(all_vmids) if node_of(i, nodes) == node]
                 expected_oom += max(1, int(len(vmids) * OOM_SHARE))
                 logs[node] = write_node_logs(base, node, vmids, rng, storm_vmid if storm_vmid in vmids else None)
                 lines += logs[node][2]
-            inventory = write_inventory(base, synthetic, api, logs)
-            log_bytes = sum(Path(logs[node][0]).stat().st_size for node in logs)
-            timings, calls = [], []
-            for _run in range(runs):
-                before = api.log_path.read_text().count("GET /api2/json/cluster/resources")
-                timings.append(run_audit(inventory))
-                calls.append(api.log_path.read_text().count("GET /api2/json/cluster/resources") - before)
-            report = json.loads((base / "report" / "oom-audit.json").read_text())
-            html_bytes = (base / "report" / "oom-audit.html").stat().st_size
+            yield Fleet(base=base, api=api, cts=cts, nodes=nodes, inventory=write_inventory(base, synthetic, api, logs),
+                        storm_vmid=storm_vmid, expected_oom=expected_oom, lines=lines,
+                        log_bytes=sum(Path(logs[node][0]).stat().st_size for node in logs))
         finally:
             api.stop()
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a running process so far (from /proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_audit(the_fleet, forks=NODES, settings=None, wrapper=()):
+    """One timed ``ansible-playbook playbooks/oom_audit.yml`` (``wrapper`` before it, e.g. taskset) with
+    ANSIBLE_FORKS and ``settings`` (more ANSIBLE_* variables), the previous report removed first: its exit
+    status, wall time, the CPU time of ansible-playbook with all its workers and modules, the API lab's
+    CPU time, its /cluster/resources requests, and the first error line of a failed run."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+               ANSIBLE_FORKS=str(forks), PATH="%s:%s" % (BIN, os.environ.get("PATH", "")), **(settings or {}))
+    shutil.rmtree(the_fleet.base / "report", ignore_errors=True)
+    calls_before, api_cpu_before = the_fleet.resources_calls(), cpu_seconds(the_fleet.api.proc.pid)
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    # Its own process group (not its own session: sched_autogroup would then give it a CPU share of its
+    # own), so a run past the timeout is killed with all its workers and modules.
+    with subprocess.Popen([*wrapper, str(BIN / "ansible-playbook"), "-i", str(the_fleet.inventory),
+                           str(ROOT / "playbooks" / "oom_audit.yml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=str(ROOT), process_group=0) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=AUDIT_TIMEOUT_S)
+            errors = []
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            errors = ["timed out after %d s" % AUDIT_TIMEOUT_S]
+    elapsed = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    errors += [line for line in (stdout + stderr).splitlines() if line.startswith(("[ERROR]", "ERROR!"))]
+    return {"returncode": proc.returncode, "wall_s": elapsed,
+            "cpu_s": usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime,
+            "api_cpu_s": cpu_seconds(the_fleet.api.proc.pid) - api_cpu_before,
+            "resources_calls": the_fleet.resources_calls() - calls_before,
+            "error": (errors or ["exit status %d" % proc.returncode])[0] if proc.returncode else "",
+            "output": "%s\n%s" % (stdout[-4000:], stderr[-2000:]) if proc.returncode else ""}
+
+
+def succeeded(result):
+    """``result`` of run_audit(), or the end of the failed run's output as the benchmark's exit."""
+    if result["returncode"] != 0:
+        raise SystemExit("the audit failed (exit %d):\n%s" % (result["returncode"], result["output"]))
+    return result
+
+
+def check_report(the_fleet, report, calls):
+    """The report's correctness after ``calls`` (/cluster/resources requests of each run): every CT, every
+    node, the storm CT first, the OOM-killed CTs, one /cluster/resources request per run."""
     first = report["cts"][0]
-    checks = {
-        "every CT": report["summary"]["cts"] == cts,
-        "three nodes audited": [node["audited"] for node in report["nodes"]] == [True] * NODES,
-        "storm CT first": first["vmid"] == storm_vmid and first["fork_storm"]["process"] == "socat",
-        "OOM-killed CTs": len(report["summary"]["oom_killed"]) == expected_oom,
-        "one /cluster/resources call per run": calls == [1] * runs,
+    expected = {FIRST_VMID + index for index in range(the_fleet.cts)}
+    return {
+        "every CT": report["summary"]["cts"] == the_fleet.cts and {ct["vmid"] for ct in report["cts"]} == expected,
+        "every node audited": sorted(node["node"] for node in report["nodes"] if node["audited"])
+        == sorted("pve%d" % index for index in range(1, the_fleet.nodes + 1)),
+        "storm CT first": first["vmid"] == the_fleet.storm_vmid and first["fork_storm"]["process"] == "socat",
+        "OOM-killed CTs": len(report["summary"]["oom_killed"]) == the_fleet.expected_oom,
+        "one /cluster/resources call per run": list(calls) == [1] * len(calls),
     }
-    if not all(checks.values()):
-        raise SystemExit("benchmark result is wrong at %d CTs: %s" % (cts, [k for k, v in checks.items() if not v]))
+
+
+def require(checks, what):
+    failed = [name for name, passed in checks.items() if not passed]
+    if failed:
+        raise SystemExit("benchmark result is wrong at %s: %s" % (what, ", ".join(failed)))
+
+
+def measure_size(cts, runs):
+    with fleet(cts) as the_fleet:
+        results = [succeeded(run_audit(the_fleet)) for _run in range(runs)]
+        report = the_fleet.report()
+        html_bytes = (the_fleet.base / "report" / "oom-audit.html").stat().st_size
+        require(check_report(the_fleet, report, [result["resources_calls"] for result in results]), "%d CTs" % cts)
+    timings = [result["wall_s"] for result in results]
     return {"cts": cts, "runs": runs, "median_s": statistics.median(timings), "best_s": min(timings),
-            "worst_s": max(timings), "lines": lines, "log_bytes": log_bytes, "html_bytes": html_bytes,
+            "worst_s": max(timings), "lines": the_fleet.lines, "log_bytes": the_fleet.log_bytes, "html_bytes": html_bytes,
             "oom_killed": len(report["summary"]["oom_killed"]), "incidents": report["summary"]["incidents"]}
 
 

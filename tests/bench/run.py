@@ -4,6 +4,7 @@
     .venv/bin/python tests/bench/run.py relay --quick                         # try the harness (~1 min), print only
     .venv/bin/python tests/bench/run.py oom-evidence --write docs/benchmarks.md
     .venv/bin/python tests/bench/run.py oom-audit --write docs/benchmarks.md  # fleet audit, 250/500/1,000 CTs (~3 min)
+    .venv/bin/python tests/bench/run.py oom-audit-scale --write docs/benchmarks.md  # 10-100 nodes, forks (~25 min)
     .venv/bin/python tests/bench/run.py dnsmasq --write docs/benchmarks.md   # why not dnsmasq (~4 min)
     .venv/bin/python tests/bench/run.py all --write docs/benchmarks.md        # what `make bench` runs
 
@@ -62,8 +63,13 @@ def bench_oom_audit(args):
     return subprocess.run(command, check=False).returncode
 
 
+def bench_oom_audit_scale(args):
+    command = [sys.executable, str(HERE / "bench_oom_audit_scale.py")] + (["--write", args.write] if args.write else [])
+    return subprocess.run(command, check=False).returncode
+
+
 BENCHMARKS = {"relay": bench_relay, "oom-evidence": bench_oom_evidence, "oom-audit": bench_oom_audit,
-              "dnsmasq": bench_dnsmasq}
+              "oom-audit-scale": bench_oom_audit_scale, "dnsmasq": bench_dnsmasq}
 
 
 def main(argv=None):

@@ -116,13 +116,15 @@ def server_env():
 
 class ApiLabProcess:
     """``python3 -m enva_lab.api_lab serve ARGS`` as a process on 127.0.0.1 and a port the kernel picks
-    (``ARGS`` name the labdir and what it serves); stopped with SIGTERM."""
+    (``ARGS`` name the labdir and what it serves); stopped with SIGTERM. ``wrapper`` goes before the command
+    and must exec it (``taskset -c 0,1``), so the process is still the server's."""
 
-    def __init__(self, labdir, *args, startup_seconds=STARTUP_SECONDS):
+    def __init__(self, labdir, *args, startup_seconds=STARTUP_SECONDS, wrapper=()):
         self.labdir = Path(labdir)
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "enva_lab.api_lab", "serve", "--labdir", str(labdir), "--listen", "127.0.0.1:0",
-             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server_env())
+            [*wrapper, sys.executable, "-m", "enva_lab.api_lab", "serve", "--labdir", str(labdir),
+             "--listen", "127.0.0.1:0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=server_env())
         ready, _w, _x = select.select([self.proc.stdout], [], [], startup_seconds)
         line = self.proc.stdout.readline() if ready else ""
         if "listening on https://" not in line:
