@@ -33,17 +33,20 @@ PRESSURE_SOME_AVG60 = 10.0
 """PSI ``some avg60`` (percent of time some task stalled on memory) from which a CT counts as stalling."""
 PRESSURE_FULL_AVG60 = 1.0
 """PSI ``full avg60`` (percent of time all tasks stalled) from which a CT counts as stalling."""
-SEVERITY_ORDER = ("oom", "high_stall", "fork_storm", "low_headroom", "pressure", "drift", "no_evidence", "ok")
+SEVERITY_ORDER = ("oom", "high_stall", "fork_storm", "low_headroom", "pressure", "drift", "no_evidence", "resolved",
+                  "ok")
 SEVERITY_LABEL = {
     "oom": "OOM-killed", "high_stall": "at risk: stuck at memory.high", "fork_storm": "fork storm",
     "low_headroom": "low headroom", "pressure": "memory stalls", "drift": "drift", "no_evidence": "no evidence",
-    "ok": "ok",
+    "resolved": "resolved: incidents in the window, their causes gone now", "ok": "ok",
 }
 COLORS = {
     "oom": "#c0392b", "high_stall": "#e74c3c", "fork_storm": "#d35400", "low_headroom": "#b7950b",
     "pressure": "#8e44ad",
-    "drift": "#2471a3", "no_evidence": "#7f8c8d", "ok": "#1e8449",
+    "drift": "#2471a3", "no_evidence": "#7f8c8d", "resolved": "#27ae60", "ok": "#1e8449",
 }
+RESOLVED_USAGE_PCT = 90.0
+"""A CT stuck at memory.high earlier counts as relieved once it uses less than this (percent of memory.high)."""
 
 
 class ReportError(Exception):
@@ -231,13 +234,43 @@ def _drift(declared_cts, vmid, memory_mb, swap_mb):
             "keys": keys, "text": text}
 
 
-def _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node):
+def _resolution(status, census, the_verdict, fork_storm, recommended, memory_mb):
+    """Why a CT with incidents in the window is no longer at risk, or None while it still is.
+
+    Resolved means every cause is gone *now*, read live: the CT runs and was counted (census), its memory
+    is at least what the incidents call for (no raise left), no fork storm runs in it (the storm seen in an
+    OOM task dump has no process left), and no stall at memory.high goes on (it uses less than
+    RESOLVED_USAGE_PCT of memory.high). The incidents stay in the report and its timeline."""
+    stall = the_verdict.get("stall") or {}
+    if not (the_verdict.get("oom_killed") or stall or fork_storm["present"]):
+        return None
+    if status != "running" or not census or fork_storm["now"] or memory_mb is None:
+        return None
+    if recommended is not None and recommended > memory_mb:
+        return None
+    if stall and (stall.get("ongoing") or (stall.get("usage_pct_of_high") or 0) >= RESOLVED_USAGE_PCT):
+        return None
+    parts = ["%s MiB now covers what the incidents call for" % _thousands(memory_mb)]
+    if fork_storm["present"] and fork_storm["process"]:
+        counts = dict((item.get("name"), item.get("count")) for item in census.get("by_command") or [])
+        parts.append("%s process(es) of %s now (the fork storm is gone)" % (
+            _thousands(counts.get(fork_storm["process"], 0)), fork_storm["process"]))
+    if stall:
+        parts.append("it uses %s%% of memory.high now" % stall.get("usage_pct_of_high"))
+    return "; ".join(parts)
+
+
+def _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node, resolved=None):
     if evidence_node is None:
         return {"action": "no_evidence", "memory_mb": memory_mb, "raise_to_mb": None,
                 "summary": "no evidence: audit the CT's node",
                 "text": "CT %s: no node of the audit reported it, so only /cluster/resources is known; add its "
                         "node to the inventory (group pve_nodes) to audit it." % vmid}
     raise_to = recommended if (recommended is not None and memory_mb is not None and recommended > memory_mb) else None
+    if resolved:
+        return {"action": "keep", "memory_mb": memory_mb, "raise_to_mb": None,
+                "summary": "keep %s MiB: resolved" % _thousands(memory_mb),
+                "text": "%s Resolved: %s." % (reasoning, resolved)}
     if fork_storm["present"]:
         summary = "fix the forking process (%s)" % (fork_storm["process"] or "see the cause")
         if raise_to:
@@ -253,9 +286,12 @@ def _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidenc
 
 
 def _score(entry):
-    """A number to rank CTs by: OOM kills first, then fork storms, low headroom, memory stalls, drift."""
+    """A number to rank CTs by: OOM kills first, then fork storms, low headroom, memory stalls, drift; a
+    resolved CT (its incidents' causes gone now) after every CT still at risk."""
     oom = entry["oom"]
     score = 0.0
+    if entry.get("resolved"):
+        return 1.0
     if oom["killed"]:
         score += 10000 + 500 * min(oom["incidents"], 10) + min(oom["kills_in_log"] + oom["kills_counted"], 1000)
     if entry.get("stall"):
@@ -273,6 +309,8 @@ def _score(entry):
 
 
 def _severity(entry):
+    if entry.get("resolved"):
+        return "resolved"
     if entry["oom"]["killed"]:
         return "oom"
     if entry.get("stall"):
@@ -328,12 +366,15 @@ def ct_entry(vmid, resource, by_node, declared_cts):
         for name, count in (incident.get("victims_by_name") or {}).items():
             victims[name] = victims.get(name, 0) + count
     incidents = [_incident_entry(name, incident) for name, incident in incident_pairs]
+    status = resource.get("status") or ("running" if counters else "stopped")
+    resolved = _resolution(status, census, the_verdict, fork_storm, recommended, memory_mb) \
+        if evidence_node is not None else None
     entry = {
         "vmid": int(vmid),
         "name": resource.get("name") or config.get("hostname"),
         "node": node or evidence_node,
         "evidence_node": evidence_node,
-        "status": resource.get("status") or ("running" if counters else "stopped"),
+        "status": status,
         "tags": resource.get("tags") or [],
         "memory_mb": memory_mb,
         "swap_mb": swap_mb,
@@ -360,7 +401,9 @@ def ct_entry(vmid, resource, by_node, declared_cts):
         "pressure": _pressure(counters),
         "stall": the_verdict.get("stall"),
         "processes": (census or {}).get("processes"),
-        "recommendation": _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node),
+        "recommendation": _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node,
+                                          resolved),
+        "resolved": resolved,
         "drift": _drift(declared_cts, vmid, memory_mb, swap_mb),
     }
     entry["score"] = _score(entry)
@@ -443,6 +486,7 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
         "oom_killed": [entry["vmid"] for entry in entries if entry["oom"]["killed"]],
         "fork_storm": [entry["vmid"] for entry in entries if entry["fork_storm"]["present"]],
         "raise": [entry["vmid"] for entry in entries if entry["recommendation"]["raise_to_mb"]],
+        "resolved": [entry["vmid"] for entry in entries if entry["resolved"]],
         "low_headroom": [entry["vmid"] for entry in entries if entry["headroom_pct"] is not None
                          and entry["headroom_pct"] < HEADROOM_LOW_PCT],
         "pressure": [entry["vmid"] for entry in entries if entry["pressure"] and entry["pressure"]["stalling"]],

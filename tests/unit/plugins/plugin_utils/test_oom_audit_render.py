@@ -103,7 +103,7 @@ def test_every_severity_is_counted_in_one_order(report):
     assert [s["key"] for s in severities] == list(audit.SEVERITY_ORDER)
     assert {s["key"]: s["vmids"] for s in severities} == {
         "oom": [2017], "high_stall": [], "fork_storm": [], "low_headroom": [101], "pressure": [102], "drift": [9000],
-        "no_evidence": [3003, 3002, 3001], "ok": [703]}
+        "no_evidence": [3003, 3002, 3001], "resolved": [], "ok": [703]}
 
 
 # --- both renderings say the same -------------------------------------------------------------------------------------

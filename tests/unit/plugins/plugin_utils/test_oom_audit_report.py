@@ -190,3 +190,39 @@ def test_remediation_only_raises(report, now, vmids, max_mb, why):
                         "skipped": []}
     else:
         assert plan == {"raise": [], "skipped": [{"vmid": 2017, "to_mb": 2048, "why": why}]}
+
+
+def fixed_evidence(evidence, memory_mb=2048, now=(("haproxy", 2), ("enva-dns-relay", 1))):
+    """CT 2017's evidence after the fix: the same OOM incident in the window, its memory and processes now."""
+    fixed = json.loads(json.dumps(evidence))
+    ct = fixed["cts"]["2017"]
+    ct["config"]["memory_mb"] = memory_mb
+    ct["counters"].update(limit_bytes=memory_mb * 1048576, usage_bytes=96 * 1048576, peak_bytes=120 * 1048576,
+                          pressure=None)
+    ct["census"].update(processes=sum(count for _name, count in now), by_command=[
+        {"name": name, "count": count, "rss_kb": 4096 * count} for name, count in now])
+    return fixed
+
+
+def test_a_ct_whose_incidents_causes_are_gone_now_is_resolved_and_ranked_after_those_at_risk(evidence):
+    report = audit.build_report(cluster(), {"pve1": fixed_evidence(evidence)})
+    ct = by_vmid(report)[2017]
+    assert ct["severity"] == "resolved" and ct["oom"]["killed"] and ct["oom"]["incidents"] == 1
+    assert ct["recommendation"]["action"] == "keep" and ct["recommendation"]["raise_to_mb"] is None
+    assert ct["recommendation"]["summary"] == "keep 2,048 MiB: resolved"
+    assert "0 process(es) of socat now (the fork storm is gone)" in ct["resolved"]
+    assert report["cts"][0]["vmid"] != 2017 and report["summary"]["resolved"] == [2017]
+    assert [item["vmid"] for item in report["timeline"]] == [2017]       # the incident stays on record
+    assert 2017 not in report["summary"]["raise"]
+
+
+@pytest.mark.parametrize("memory_mb, now, why", [
+    (1024, (("haproxy", 2),), "memory still below what the incident calls for"),
+    (2048, (("haproxy", 2), ("socat", 300)), "socat still forks"),
+])
+def test_a_ct_with_a_cause_still_there_is_not_resolved(evidence, memory_mb, now, why):
+    fixed = fixed_evidence(evidence, memory_mb, now)
+    if dict(now).get("socat"):
+        fixed["cts"]["2017"]["census"]["fork_storms"] = [{"name": "socat", "count": 300, "reason": "300 socat"}]
+    ct = by_vmid(audit.build_report(cluster(), {"pve1": fixed}))[2017]
+    assert ct["resolved"] is None and ct["severity"] == "oom", why
