@@ -76,6 +76,8 @@ def _cause(entry):
         return "declared and live differ: %s" % entry["drift"]["text"]
     if severity == "no_evidence":
         return "node %s was not audited" % (entry["node"] or "?")
+    if severity == "resolved":
+        return "resolved: %s" % entry["resolved"]
     return "ok"
 
 

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings as findings
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
 from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import (
     cluster, declared, node_evidence, resource_item)
@@ -226,3 +227,9 @@ def test_a_ct_with_a_cause_still_there_is_not_resolved(evidence, memory_mb, now,
         fixed["cts"]["2017"]["census"]["fork_storms"] = [{"name": "socat", "count": 300, "reason": "300 socat"}]
     ct = by_vmid(audit.build_report(cluster(), {"pve1": fixed}))[2017]
     assert ct["resolved"] is None and ct["severity"] == "oom", why
+
+
+def test_a_resolved_ct_says_why_in_the_rendered_findings(evidence):
+    report = audit.build_report(cluster(), {"pve1": fixed_evidence(evidence)})
+    ct = by_vmid(report)[2017]
+    assert findings._cause(ct).startswith("resolved: 2,048 MiB now covers")  # pylint: disable=protected-access
