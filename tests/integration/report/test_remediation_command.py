@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shlex
 import subprocess
@@ -19,36 +18,21 @@ import subprocess
 import pytest
 
 from ansible_collections.enva.pve.tests.bench import bench_oom_audit as fleet
-from support.pve_lab import ApiLabProcess
 
 CTS = 12
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fleet")
-    api = ApiLabProcess(base / "labdir", "--synthetic-cts", str(CTS), "--nodes", str(fleet.NODES), startup_seconds=300)
-    try:
-        synthetic = base / "labdir" / "synthetic"
-        fleet.fill_procs(synthetic, [os.getpid(), os.getppid()])
-        rng = random.Random(CTS)
-        vmids = [fleet.FIRST_VMID + index for index in range(CTS)]
-        logs = {}
-        for number in range(1, fleet.NODES + 1):
-            node = "pve%d" % number
-            mine = [vmid for index, vmid in enumerate(vmids) if fleet.node_of(index) == node]
-            storm = fleet.FIRST_VMID + fleet.STORM_INDEX
-            logs[node] = fleet.write_node_logs(base, node, mine, rng, storm if storm in mine else None)
-        inventory = fleet.write_inventory(base, synthetic, api, logs)
+def audited():
+    with fleet.fleet(CTS) as the_fleet:
         # the site's token may change memory (the benchmark's is read-only: remediation would get its 403)
-        site = json.loads(inventory.read_text())
+        site = json.loads(the_fleet.inventory.read_text())
         site["all"]["vars"].update(oom_audit_api_token_id="ansible",
-                                   oom_audit_api_token_secret=api.credentials["tokens"]["enva@pve!ansible"]["secret"])
-        inventory.write_text(json.dumps(site))
-        fleet.run_audit(inventory)
-        yield base, inventory
-    finally:
-        api.stop()
+                                   oom_audit_api_token_secret=the_fleet.api.credentials["tokens"]["enva@pve!ansible"]["secret"])
+        the_fleet.inventory.write_text(json.dumps(site))
+        first = fleet.run_audit(the_fleet)
+        assert first["returncode"] == 0, first["output"]
+        yield the_fleet
 
 
 def report(base):
@@ -56,7 +40,7 @@ def report(base):
 
 
 def test_the_command_in_the_report_raises_exactly_those_cts(audited):
-    base, inventory = audited
+    base, inventory = audited.base, audited.inventory
     before = report(base)
     to_raise = {item["vmid"]: item["to_mb"] for item in before["remediation"]}
     assert fleet.FIRST_VMID + fleet.STORM_INDEX in to_raise
@@ -75,7 +59,8 @@ def test_the_command_in_the_report_raises_exactly_those_cts(audited):
     assert "Remediate (raise the memory of CT %s): ansible-playbook -i %s enva.pve.oom_audit" % (
         ", ".join(str(vmid) for vmid in to_raise), inventory) in printed
     assert command.split(" -e ")[-1] in printed
-    fleet.run_audit(inventory)
+    again = fleet.run_audit(audited)
+    assert again["returncode"] == 0, again["output"]
     after = {entry["vmid"]: entry for entry in report(base)["cts"]}
     assert {vmid: after[vmid]["memory_mb"] for vmid in to_raise} == to_raise
     untouched = [entry for entry in before["cts"] if entry["vmid"] not in to_raise]
