@@ -17,6 +17,7 @@ from ansible_collections.enva.pve.plugins.module_utils.ct_census import fork_sto
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import following
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+from ansible_collections.enva.pve.plugins.module_utils import pve_pressure
 
 __metaclass__ = type
 
@@ -32,14 +33,12 @@ MAX_VICTIMS = 100
 """Victims listed per incident (all are counted in ``victims_by_name``)."""
 TOP_PROCESSES = 10
 """Commands listed per incident from its task dump."""
-STALL_HIGH_EVENTS = 1000
-"""cgroup v2 ``memory.events`` high at least this many times (since the CT started) is a stall at memory.high ..."""
-STALL_NEAR_HIGH = 0.95
-"""... and so is usage at this share of memory.high or more ..."""
-STALL_PSI_FULL_AVG10 = 10.0
-"""... with PSI ``full avg10`` at least this (percent of the last 10 s all the CT's tasks stalled on memory) ..."""
-STALL_PSI_SOME_AVG10 = 20.0
-"""... or ``some avg10`` at least this."""
+# When a CT counts as stalled at memory.high: one home, pve_pressure (the API's fields and the node's cgroup
+# are judged by the same numbers).
+STALL_HIGH_EVENTS = pve_pressure.STALL_HIGH_EVENTS
+STALL_NEAR_HIGH = pve_pressure.STALL_NEAR_HIGH
+STALL_PSI_FULL_AVG10 = pve_pressure.STALL_PSI_FULL_AVG10
+STALL_PSI_SOME_AVG10 = pve_pressure.STALL_PSI_SOME_AVG10
 
 
 def _thousands(number):
@@ -161,7 +160,7 @@ def _avg(pressure, line, key):
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def memory_high_stall(vmid, counters, census=None):
+def memory_high_stall(vmid, counters, census=None, api_pressure=None):
     """The CT stuck at ``memory.high`` (cgroup v2): an incident of its own kind, which leaves no kernel line.
 
     Under memory.high the kernel does not kill: it reclaims and throttles every allocation, so a CT
@@ -169,7 +168,11 @@ def memory_high_stall(vmid, counters, census=None):
     tasks stalled, and the kernel log says nothing. Returns None, or ``{"kind": "memory_high_stall",
     "ongoing", "high_events", "max_events", "oom_events", "oom_kills", "usage_bytes", "high_bytes",
     "limit_bytes", "usage_pct_of_high", "pressure", "filled_by", "reason"}``. ``ongoing``: usage is at
-    memory.high with PSI high now; otherwise the high events say it happened since the CT started.
+    memory.high with PSI high now; otherwise the high events say it happened since the CT started. A trickle
+    (the CT still answers now and then) is a stall all the same: the counters say so, not silence.
+
+    ``api_pressure``: the CT's pressure from the PVE API (``pve_pressure.from_status``; PVE 9), whose memory
+    avg10 values are used where present (``pressure_source`` says which); None (PVE 8) means the cgroup's.
     """
     if not counters or counters.get("cgroup_version") != 2 or not counters.get("high_bytes"):
         return None
@@ -177,8 +180,12 @@ def memory_high_stall(vmid, counters, census=None):
     usage, high = counters.get("usage_bytes"), counters["high_bytes"]
     pressure = counters.get("pressure") or {}
     some10, full10 = _avg(pressure, "some", "avg10"), _avg(pressure, "full", "avg10")
+    source = "cgroup" if (some10 is not None or full10 is not None) else None
+    api_some10, api_full10 = pve_pressure.memory_avg10(api_pressure)
+    if api_some10 is not None or api_full10 is not None:
+        some10, full10, source = api_some10, api_full10, "api"
     near = usage is not None and usage >= STALL_NEAR_HIGH * high
-    ongoing = near and ((full10 or 0) >= STALL_PSI_FULL_AVG10 or (some10 or 0) >= STALL_PSI_SOME_AVG10)
+    ongoing = near and pve_pressure.is_stalling(some10, full10)
     if not ongoing and high_events < STALL_HIGH_EVENTS:
         return None
     max_events, oom_kills = counters.get("limit_hits") or 0, counters.get("oom_kills") or 0
@@ -189,18 +196,20 @@ def memory_high_stall(vmid, counters, census=None):
     pct = round(100.0 * usage / high, 1) if usage is not None else None
     reason = "CT %d %s at memory.high (%s MiB): the kernel throttled it %s times (memory.events high) and " \
         "it hit memory.max %s times with %s OOM kill(s)" % (
-            vmid, "is stuck" if ongoing else "was stuck", _thousands(high // MIB), _thousands(high_events),
+            vmid, "is stalled" if ongoing else "was stalled", _thousands(high // MIB), _thousands(high_events),
             _thousands(max_events), _thousands(oom_kills))
     if usage is not None:
         reason += "; it uses %s MiB now (%s%% of memory.high)" % (_thousands(usage // MIB), pct)
     if full10 is not None or some10 is not None:
-        reason += "; PSI full avg10 %s%%, some avg10 %s%%" % (full10, some10)
+        reason += "; PSI full avg10 %s%%, some avg10 %s%%%s" % (
+            full10, some10, " (PVE API)" if source == "api" else "")
     if filled_by:
         reason += "; %s fills it: %s process(es), %s MiB RSS" % (
             filled_by["name"], _thousands(filled_by["count"]), _thousands(filled_by["rss_kb"] // 1024))
-    reason += ". No kernel line records a stall: the CT answers little or nothing while it lasts."
+    reason += ". No kernel line records a stall, and no OOM kill ends it: the CT answers little or nothing" \
+        " while it lasts."
     return {
-        "kind": "memory_high_stall", "ongoing": bool(ongoing), "high_events": high_events,
+        "kind": "memory_high_stall", "source": "node", "pressure_source": source, "ongoing": bool(ongoing), "high_events": high_events,
         "max_events": max_events, "oom_events": counters.get("oom_events") or 0, "oom_kills": oom_kills,
         "usage_bytes": usage, "high_bytes": high, "limit_bytes": counters.get("limit_bytes"),
         "usage_pct_of_high": pct, "pressure": {"some_avg10": some10, "full_avg10": full10,
@@ -210,7 +219,7 @@ def memory_high_stall(vmid, counters, census=None):
     }
 
 
-def verdict(incidents, counters, census, vmid=0):
+def verdict(incidents, counters, census, vmid=0, api_pressure=None):
     """``{"oom_killed", "oom_kills", "likely_cause", "fork_storm", "headroom_pct", ...}`` for one CT."""
     kills_in_log = sum(incident["victims_total"] for incident in incidents)
     counted = (counters or {}).get("oom_kills") or 0
@@ -234,7 +243,7 @@ def verdict(incidents, counters, census, vmid=0):
     if not incidents and counted and cause is None:
         cause = ("the kernel counted %s OOM kill(s) in this CT's cgroup, but no OOM report for it is in the "
                  "kernel log read (rotated, or the ring buffer wrapped)" % _thousands(counted))
-    stall = memory_high_stall(vmid, counters, census)
+    stall = memory_high_stall(vmid, counters, census, api_pressure)
     if stall and not incidents and not counted:
         cause = stall["reason"] if cause is None else "%s; %s" % (cause, stall["reason"])
     return {
@@ -330,8 +339,9 @@ def recommend(vmid, the_verdict, counters, config, incidents):
     return limit_mb, text
 
 
-def ct_report(vmid, events, lifecycle, network, counters=None, census=None, config=None):
-    """The report of one CT from its own OOM events, lifecycle events and veth lines (each sorted by time)."""
+def ct_report(vmid, events, lifecycle, network, counters=None, census=None, config=None, api_pressure=None):
+    """The report of one CT from its own OOM events, lifecycle events and veth lines (each sorted by time);
+    ``api_pressure``: its pressure from the PVE API (``pve_pressure.from_status``), None without (PVE 8)."""
     groups = group_incidents(events)
     incidents = []
     for index, group in enumerate(groups):
@@ -342,7 +352,7 @@ def ct_report(vmid, events, lifecycle, network, counters=None, census=None, conf
                 following_start = min(epochs)
                 break
         incidents.append(build_incident(group, lifecycle, network, following_start))
-    the_verdict = verdict(incidents, counters, census, vmid)
+    the_verdict = verdict(incidents, counters, census, vmid, api_pressure)
     memory_mb, reasoning = recommend(vmid, the_verdict, counters, config, incidents)
     return {
         "vmid": vmid,
@@ -354,6 +364,7 @@ def ct_report(vmid, events, lifecycle, network, counters=None, census=None, conf
         "network": network,
         "counters": counters,
         "census": census,
+        "api_pressure": api_pressure,
         "stall": the_verdict["stall"],
         "verdict": the_verdict,
         "recommended_memory_mb": memory_mb,
@@ -372,10 +383,11 @@ def _by_vmid(items, since_epoch):
     return grouped
 
 
-def build_report(kernel, lifecycle_events, vmids, counters=None, census=None, configs=None, since_epoch=None):
+def build_report(kernel, lifecycle_events, vmids, counters=None, census=None, configs=None, since_epoch=None,
+                 api_pressure=None):
     """Reports for ``vmids`` from one parsed kernel log and one lifecycle event list.
 
-    ``counters``, ``census`` and ``configs`` map VMID to what was read for it.
+    ``counters``, ``census``, ``configs`` and ``api_pressure`` (PVE API, PVE 9) map VMID to what was read for it.
     Returns ``(reports by VMID, OOM events no CT could be named for)``.
     Everything is grouped by VMID once, so the cost grows with the input, not
     with the number of CTs times the input.
@@ -383,6 +395,7 @@ def build_report(kernel, lifecycle_events, vmids, counters=None, census=None, co
     counters = counters or {}
     census = census or {}
     configs = configs or {}
+    api_pressure = api_pressure or {}
     events = _by_vmid(kernel["events"], since_epoch)
     network = _by_vmid(kernel["network"], since_epoch)
     lifecycle = _by_vmid(lifecycle_events, since_epoch)
@@ -391,7 +404,7 @@ def build_report(kernel, lifecycle_events, vmids, counters=None, census=None, co
     reports = {}
     for vmid in sorted(vmids):
         reports[vmid] = ct_report(vmid, events.get(vmid, []), lifecycle.get(vmid, []), network.get(vmid, []),
-                                  counters.get(vmid), census.get(vmid), configs.get(vmid))
+                                  counters.get(vmid), census.get(vmid), configs.get(vmid), api_pressure.get(vmid))
     unattributed = [
         {"time": event["time"], "oom_memcg": event["oom_memcg"], "task_memcg": event["task_memcg"],
          "victims": [victim["name"] for victim in event["victims"]], "partial": event["partial"]}

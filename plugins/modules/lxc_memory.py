@@ -169,6 +169,22 @@ live:
   returned: always
   type: dict
   sample: {"maxmem": 2048, "maxswap": 1024, "mem": 212}
+pressure:
+  description:
+    - The CT's pressure stall information from C(status/current) (PVE 9): C(cpu_some), C(cpu_full), C(io_some),
+      C(io_full), C(memory_some), C(memory_full), PSI avg10 of its cgroup in percent (null where PVE has none).
+    - Null when the API has no such fields (PVE 8, or the CT is stopped); that is not an error.
+  returned: always
+  type: dict
+  sample: {"cpu_some": 0.0, "cpu_full": 0.0, "io_some": 0.0, "io_full": 0.0, "memory_some": 61.2, "memory_full": 53.0}
+stall:
+  description:
+    - The CT stalled at C(memory.high) now, named from C(status/current) alone (PVE 9; see
+      M(enva.pve.lxc_oom_evidence) for the node's view): C(kind), C(source) (C(api)), C(ongoing), C(usage_bytes),
+      C(high_bytes), C(limit_bytes), C(usage_pct_of_high), C(pressure), C(reason). Null when not stalled or
+      without the pressure fields (PVE 8).
+  returned: always
+  type: dict
 pending:
   description: Memory and swap changes PVE keeps as pending (applied at the next CT start), in MiB.
   returned: always
@@ -178,6 +194,7 @@ pending:
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib, parse_mib
 from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
+from ansible_collections.enva.pve.plugins.module_utils import pve_pressure
 from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import (
     DEFAULT_MIB, MINIMUM_MIB, parse_property_string)
 
@@ -292,7 +309,8 @@ def run(module, api):
     running = status.get("status") == "running"
     result = {"vmid": vmid, "node": node, "status": status.get("status"), "before": before, "after": after,
               "changes": changes, "digest": config["digest"], "live": None, "pending": {}, "changed": bool(changes),
-              "ct": ct_identity(config)}
+              "ct": ct_identity(config), "pressure": pve_pressure.from_status(status),
+              "stall": pve_pressure.api_stall(vmid, status)}
     if running:
         result["live"] = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
                           "mem": bytes_to_mib(status.get("mem"))}

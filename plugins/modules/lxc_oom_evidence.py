@@ -79,6 +79,16 @@ options:
       - Directory of the node's CT configurations (C(VMID.conf)), for the CT list and configured memory.
     type: path
     default: /etc/pve/lxc
+  api_pressure:
+    description:
+      - The CTs' status as the PVE API gave it, keyed by VMID (an item of C(GET /nodes/{node}/lxc) or
+        C(status/current), as M(enva.pve.pve_resources) returns in RV(enva.pve.pve_resources#module:cts[].pressure)
+        or M(enva.pve.lxc_memory) in RV(enva.pve.lxc_memory#module:pressure)).
+      - On PVE 9 it carries C(pressurememoryfull) and C(pressurememorysome) (PSI avg10 of the CT's cgroup, in
+        percent); where present they decide whether the CT is stalled at C(memory.high) now. Where absent
+        (PVE 8, or a CT the map does not name) the CT's C(memory.pressure) on the node decides, as without
+        this option. Values may be the API's own (JSON strings such as C("53.00"), numbers, null).
+    type: dict
 extends_documentation_fragment:
   - enva.pve.attributes
   - enva.pve.attributes.read_only
@@ -178,13 +188,21 @@ cts:
       type: dict
     stall:
       description:
-        - cgroup v2 only, null otherwise or when the CT is not stuck. A CT stuck at C(memory.high) is an incident
-          of its own kind; the kernel throttles it instead of killing, so it answers nothing and no kernel line
-          records it. It is stuck now when its usage is at memory.high with PSI C(full avg10) >= 10% or
-          C(some avg10) >= 20%, and was stuck since it started when C(memory.events) high is 1,000 or more.
-        - C(kind) (C(memory_high_stall)), C(ongoing), C(high_events), C(max_events), C(oom_events), C(oom_kills),
+        - cgroup v2 only, null otherwise or when the CT is not stalled. A CT stalled at C(memory.high) is an
+          incident of its own kind; the kernel throttles it instead of killing, so it answers little or nothing
+          (on PVE 9 kernels often a trickle, one answer every few seconds) and no kernel line records it. It is
+          stalled now when its usage is at memory.high with PSI C(full avg10) >= 10% or C(some avg10) >= 20%
+          (from the PVE API where O(api_pressure) has them, else from C(memory.pressure)), and was stalled
+          since it started when C(memory.events) high is 1,000 or more.
+        - C(kind) (C(memory_high_stall)), C(source) (C(node)), C(pressure_source) (C(api), C(cgroup) or null),
+          C(ongoing), C(high_events), C(max_events), C(oom_events), C(oom_kills),
           C(usage_bytes), C(high_bytes), C(limit_bytes), C(usage_pct_of_high), C(pressure), C(filled_by) (the
           census's top command, C(name), C(count), C(rss_kb)), C(reason).
+      type: dict
+    api_pressure:
+      description:
+        - The CT's pressure from O(api_pressure) (C(cpu_some), C(cpu_full), C(io_some), C(io_full),
+          C(memory_some), C(memory_full), percent, null where PVE gave null); null without (PVE 8).
       type: dict
     recommended_memory_mb:
       description: The memory the CT should get, in MiB; null when no limit is known.
@@ -236,6 +254,7 @@ from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc,
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report
 from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import read_ct_configs
+from ansible_collections.enva.pve.plugins.module_utils.pve_pressure import from_status
 
 JOURNALD_SOCKET = "/run/systemd/journal/socket"
 KERN_LOG_FILES = ("/var/log/kern.log.1", "/var/log/kern.log")
@@ -378,6 +397,25 @@ def select_vmids(requested, configs, running, logged, config_dir, cgroup_root):
     return sorted(set(requested))
 
 
+def api_pressure_by_vmid(given):
+    """``{VMID: pve_pressure.from_status(...)}`` of the api_pressure option; CTs without the fields are left out.
+
+    Each value may be an API status (``pressurememoryfull`` ...) or the module's own shape (``memory_full`` ...).
+    """
+    result = {}
+    for key, status in (given or {}).items():
+        try:
+            vmid = int(key)
+        except (TypeError, ValueError):
+            raise EvidenceError("api_pressure must be keyed by VMID; got %r" % (key,))
+        if isinstance(status, dict) and "memory_full" in status and "pressurememoryfull" not in status:
+            status = dict(("pressure%s" % name.replace("_", ""), raw) for name, raw in status.items())
+        pressure = from_status(status)
+        if pressure is not None:
+            result[vmid] = pressure
+    return result
+
+
 def gather(params, run, now=None, page_size=4096):
     """The module's result (without ``changed``) for ``params``; ``run(argv) -> (rc, out, err)``."""
     now = time.time() if now is None else now
@@ -416,7 +454,9 @@ def gather(params, run, now=None, page_size=4096):
             census[vmid] = take_census(path, page_size=page_size)
             census[vmid]["logging_stack"] = logging_stack(census[vmid], read_memory_stat(path),
                                                           counters[vmid]["limit_bytes"], counters[vmid]["usage_bytes"])
-    reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch)
+    api_pressure = api_pressure_by_vmid(params.get("api_pressure"))
+    reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch,
+                                         api_pressure)
     if kernel_source["kind"] == "dmesg" and any(report["partial_events"] for report in reports.values()):
         warnings.append("dmesg lost the start of some OOM reports (its ring buffer wrapped or the kernel "
                         "rate-limited them); kernel_log=journal or /var/log/kern.log keeps them whole")
@@ -445,6 +485,7 @@ def main():
             census=dict(type="bool", default=True),
             cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
             pve_config_dir=dict(type="path", default="/etc/pve/lxc"),
+            api_pressure=dict(type="dict"),
         ),
         supports_check_mode=True,
     )

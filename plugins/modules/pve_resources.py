@@ -39,6 +39,17 @@ options:
       - Also return the API's answer as it came, in RV(resources).
     type: bool
     default: false
+  pressure:
+    description:
+      - Which nodes to ask for their CTs' pressure stall information (PVE 9), which C(/cluster/resources) lacks:
+        one C(GET /nodes/{node}/lxc) per node asked, never one call per CT.
+      - V(near_full) asks the online nodes that hold a running CT using 90% or more of its memory (a CT stalled
+        at C(memory.high) uses 99.6%); V(all) every online node with a running CT; V(none) no node.
+      - A node on PVE 8 answers without the fields; its CTs get C(pressure) null, which is not an error. A node
+        that fails to answer is named in RV(pressure_source.failed).
+    type: str
+    choices: [near_full, all, none]
+    default: near_full
 extends_documentation_fragment:
   - enva.pve.pve
   - enva.pve.attributes
@@ -86,6 +97,12 @@ cts:
       C(lock) (null when none), C(uptime) (seconds), C(cpu), C(maxcpu), C(mem_bytes) and C(maxmem_bytes)
       (memory in use and configured, as the API gives them), C(mem_mb) and C(maxmem_mb) (the same in MiB,
       rounded down), C(disk_bytes), C(maxdisk_bytes).
+    - C(pressure) (PVE 9, nodes asked per O(pressure)): C(cpu_some), C(cpu_full), C(io_some), C(io_full),
+      C(memory_some), C(memory_full), the PSI avg10 of the CT's cgroup in percent (null where PVE has none);
+      null when not asked or the node's API has no such fields (PVE 8).
+    - C(stall) (PVE 9): the CT stalled at C(memory.high) now, named from the API alone (PSI memory C(full avg10)
+      >= 10%, or C(some avg10) >= 20% at memory.high), with C(source) C(api), C(reason) and the figures; null
+      otherwise.
   returned: always
   type: dict
   sample:
@@ -107,6 +124,13 @@ counts:
   returned: always
   type: dict
   sample: {lxc: 3, qemu: 1, node: 1, storage: 2}
+pressure_source:
+  description:
+    - Where RV(cts[].pressure) came from. C(asked) (nodes asked), C(calls) (API calls made for it), C(with_fields)
+      (nodes whose answer had the pressure fields, PVE 9), C(without_fields) (PVE 8), C(failed) (node to error).
+  returned: always
+  type: dict
+  sample: {asked: [node1], calls: 1, with_fields: [node1], without_fields: [], failed: {}}
 resources:
   description: The API's answer as it came.
   returned: when O(raw=true)
@@ -116,6 +140,7 @@ resources:
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib
 from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
+from ansible_collections.enva.pve.plugins.module_utils import pve_pressure
 
 
 def _int(value):
@@ -157,6 +182,8 @@ def ct_entry(item):
         "maxmem_mb": _mib(item.get("maxmem")),
         "disk_bytes": _int(item.get("disk")),
         "maxdisk_bytes": _int(item.get("maxdisk")),
+        "pressure": None,
+        "stall": None,
     }
 
 
@@ -190,12 +217,60 @@ def summarize(resources, nodes=None):
     return cts, node_entries, counts
 
 
+def nodes_for_pressure(cts, nodes, which):
+    """The nodes to ask for their CTs' pressure under ``which`` (near_full, all, none); offline nodes never."""
+    if which == "none":
+        return []
+    offline = {name for name, entry in nodes.items() if entry.get("status") not in (None, "online")}
+    if which == "all":
+        wanted = sorted({entry["node"] for entry in cts.values() if entry.get("status") == "running" and entry.get("node")})
+    else:
+        wanted = pve_pressure.nodes_to_ask(cts)
+    return [name for name in wanted if name not in offline]
+
+
+def add_pressure(cts, node, items):
+    """Put the pressure (and an API stall) of each CT of ``node``'s list into ``cts``; True when the answer had
+    the fields (PVE 9)."""
+    with_fields = False
+    for item in items or []:
+        entry = cts.get(str(_int(item.get("vmid"))))
+        if entry is None or entry.get("node") != node:
+            continue
+        pressure = pve_pressure.from_status(item)
+        if pressure is None:
+            continue
+        with_fields = True
+        entry["pressure"] = pressure
+        entry["stall"] = pve_pressure.api_stall(entry["vmid"], item)
+    return with_fields
+
+
+def read_pressure(api, cts, nodes, which):
+    """Ask the nodes ``which`` names (one call each) and fill ``cts``; returns the module's ``pressure_source``."""
+    source = {"asked": nodes_for_pressure(cts, nodes, which), "calls": 0, "with_fields": [], "without_fields": [],
+              "failed": {}}
+    for node in source["asked"]:
+        source["calls"] += 1
+        try:
+            items = api.get(pve_pressure.node_cts_path(node), "list the CTs of node %s" % node, privilege="VM.Audit")
+        except PveApiError as error:
+            source["failed"][node] = str(error)
+            continue
+        if add_pressure(cts, node, items if isinstance(items, list) else []):
+            source["with_fields"].append(node)
+        else:
+            source["without_fields"].append(node)
+    return source
+
+
 def main():
     module = pve_module(
         argument_spec=dict(
             type=dict(type="str", choices=["vm", "node", "storage", "sdn"]),
             node=dict(type="list", elements="str"),
             raw=dict(type="bool", default=False),
+            pressure=dict(type="str", choices=["near_full", "all", "none"], default="near_full"),
         ),
     )
     api = connect(module)
@@ -214,7 +289,8 @@ def main():
         if unknown:
             module.fail_json(msg="No node named %s in /cluster/resources (nodes listed: %s)" % (
                 ", ".join(unknown), ", ".join(sorted(known)) or "none"))
-    result = {"changed": False, "cts": cts, "nodes": nodes, "counts": counts}
+    pressure_source = read_pressure(api, cts, nodes, module.params["pressure"])
+    result = {"changed": False, "cts": cts, "nodes": nodes, "counts": counts, "pressure_source": pressure_source}
     if module.params["raw"]:
         result["resources"] = resources
     module.exit_json(**result)

@@ -55,10 +55,21 @@ esac
 """
 
 
-class FakeLab:
-    """The files the server reads: CT configs and a cgroup v1 memory tree."""
+QUIET_PSI = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 
-    def __init__(self, root):
+
+def psi_text(some_avg10, full_avg10, total=0):
+    """A cgroup v2 ``*.pressure`` file with these avg10 values (percent); avg60/avg300 follow avg10."""
+    return "".join("%s avg10=%.2f avg60=%.2f avg300=%.2f total=%d\n" % (line, value, value, value, total)
+                   for line, value in (("some", some_avg10), ("full", full_avg10)))
+
+
+class FakeLab:
+    """The files the server reads: CT configs and a cgroup v1 memory tree (``cgroup2=True``: a cgroup v2 tree
+    ``<cgroup>/lxc/<VMID>`` as a PVE 9 node has, with ``{cpu,io,memory}.pressure``)."""
+
+    def __init__(self, root, cgroup2=False):
+        self.cgroup2 = cgroup2
         self.root = Path(root)
         self.labdir = self.root / "labdir"
         self.cgroup = self.root / "cgroup"
@@ -67,6 +78,12 @@ class FakeLab:
 
     def make(self):
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        if self.cgroup2:
+            (self.cgroup / "lxc").mkdir(parents=True, exist_ok=True)
+            (self.cgroup / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+            self.labctl.write_text(FAKE_LABCTL.format(cgroup=self.cgroup))
+            self.labctl.chmod(0o755)
+            return self
         (self.cgroup / "memory" / "lxc").mkdir(parents=True, exist_ok=True)
         (self.cgroup / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
         self.labctl.write_text(FAKE_LABCTL.format(cgroup=self.cgroup))
@@ -74,7 +91,7 @@ class FakeLab:
         return self
 
     def reset(self):
-        for directory in (self.config_dir, self.cgroup / "memory" / "lxc"):
+        for directory in (self.config_dir, self.cgroup_dir(0).parent):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
 
@@ -82,7 +99,19 @@ class FakeLab:
         text = CONFIG.format(vmid=vmid, hostname=hostname or "ct%d" % vmid, memory=memory, swap=swap,
                              last=vmid % 200 + 10)
         self.config_path(vmid).write_text(text)
-        if running:
+        if running and self.cgroup2:
+            files = {"memory.max": memory * MIB, "memory.high": memory * 1016 * 1024,
+                     "memory.current": used_mib * MIB, "memory.peak": used_mib * MIB,
+                     "memory.swap.max": swap * MIB, "memory.swap.current": 0,
+                     "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0",
+                     "memory.stat": "anon %d\nfile 0\ninactive_file 0" % (used_mib * MIB), "cgroup.procs": "",
+                     "memory.pressure": QUIET_PSI.strip(), "cpu.pressure": QUIET_PSI.strip(),
+                     "io.pressure": QUIET_PSI.strip()}
+            directory = self.cgroup_dir(vmid)
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, value in files.items():
+                (directory / name).write_text("%s\n" % value)
+        elif running:
             files = {"memory.limit_in_bytes": memory * MIB, "memory.memsw.limit_in_bytes": (memory + swap) * MIB,
                      "memory.usage_in_bytes": used_mib * MIB, "memory.memsw.usage_in_bytes": used_mib * MIB,
                      "memory.max_usage_in_bytes": used_mib * MIB, "memory.stat": "total_inactive_file 0",
@@ -97,13 +126,23 @@ class FakeLab:
         return self.config_dir / ("%d.conf" % vmid)
 
     def cgroup_dir(self, vmid):
+        if self.cgroup2:
+            return self.cgroup / "lxc" / str(vmid)
         return self.cgroup / "memory" / "lxc" / str(vmid)
+
+    def set_pressure(self, vmid, resource, some_avg10, full_avg10):
+        """Write the CT's ``<resource>.pressure`` (cgroup v2 tree): what PVE 9's status/current reads."""
+        (self.cgroup_dir(vmid) / ("%s.pressure" % resource)).write_text(psi_text(some_avg10, full_avg10))
+
+    def set_file(self, vmid, name, text):
+        (self.cgroup_dir(vmid) / name).write_text(text if text.endswith("\n") else text + "\n")
 
     def limit_mib(self, vmid, name="memory.limit_in_bytes"):
         return int((self.cgroup_dir(vmid) / name).read_text()) // MIB
 
     def set_usage(self, vmid, used_mib):
-        for name in ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes"):
+        names = ("memory.current",) if self.cgroup2 else ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes")
+        for name in names:
             (self.cgroup_dir(vmid) / name).write_text("%d\n" % (used_mib * MIB))
 
 

@@ -25,6 +25,8 @@ def _parser():
     up.add_argument("--cts", type=int, default=0, metavar="N", help="also N ordinary CTs (the declared ones first)")
     up.add_argument("--only", type=_vmid_list, metavar="VMID[,VMID]",
                     help="exactly these declared CTs, CT 2017 or not (a cluster node's share)")
+    up.add_argument("--pve", type=int, choices=(8, 9),
+                    help="the PVE release the API lab answers as: 9 (pressure fields) or 8 (default $ENVA_LAB_PVE or 9)")
     down = sub.add_parser("down", help="remove every CT, link, cgroup, process and file of the lab")
     down.add_argument("--purge", action="store_true", help="remove the rootfs cache too")
     status = sub.add_parser("status", help="the CTs: state, memory limit/usage/peak, OOM kills, processes")
@@ -200,7 +202,7 @@ def main(argv=None):
         elif args.command == "cluster":
             _cluster_main(args)
         elif args.command == "up":
-            the_lab.up(args.cts, args.only)
+            the_lab.up(args.cts, args.only, pve=args.pve)
         elif args.command == "down":
             the_lab.down(purge=args.purge)
         elif args.command == "status":

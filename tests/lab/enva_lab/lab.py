@@ -108,8 +108,9 @@ class Lab(IncidentMixin, TeardownMixin):
 
     # -- up ------------------------------------------------------------------------------------
 
-    def up(self, ordinary=0, only=None):
-        """Build the lab (or repair it); returns the timings. ``only``: exactly these declared VMIDs."""
+    def up(self, ordinary=0, only=None, pve=None):
+        """Build the lab (or repair it); returns the timings. ``only``: exactly these declared VMIDs; ``pve``: the
+        release the API lab answers as (8 or 9; None: $ENVA_LAB_PVE or 9)."""
         started = time.monotonic()
         self.preflight()
         self.lock()
@@ -144,7 +145,7 @@ class Lab(IncidentMixin, TeardownMixin):
                 self.check_as_found(settings.HAPROXY_VMID)
             except LabError as error:       # changed since it was built (a playbook's work): up leaves it so
                 self.out("note: %s" % error)
-        self._api()
+        self._api(pve)
         state["cts"] = sorted(set(state.get("cts", [])) | {item.vmid for item in cts})
         seconds = time.monotonic() - started
         state.setdefault("up_seconds", []).append(round(seconds, 1))
@@ -383,20 +384,25 @@ class Lab(IncidentMixin, TeardownMixin):
                                % (vmid, unit, active or "missing", vmid))
         ct.attach(self.layout, vmid, ["haproxy", "-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"])
 
-    def _api(self):
+    def _api(self, pve=None):
         pidfile = self.layout.pidfile("api")
         address, port = settings.API_LISTEN.rsplit(":", 1)
         running = procs.running(pidfile)
         argv = procs.cmdline(running) if running else []
+        release = ["--pve", str(pve)] if pve else []
         if running and (argv[1:3] != ["-m", settings.PVE_API_MODULE]
                         or procs.import_path()[0] not in procs.environ_path(running)):
             # Started by another checkout's labctl (or an older layout): this checkout's server replaces it.
             self.out("api: replacing pid %d (%s), started from another checkout" % (running, " ".join(argv[:3])))
             procs.stop_pidfile(pidfile)
+        elif running and release and argv[-2:] != release:
+            self.out("api: replacing pid %d to answer as PVE %d" % (running, pve))
+            procs.stop_pidfile(pidfile)
         if not procs.running(pidfile):
             self._port_free(socket.SOCK_STREAM, address, int(port), "the PVE API lab")
             procs.spawn([sys.executable, "-m", settings.PVE_API_MODULE, "serve", "--labdir", self.layout.root,
-                         "--listen", settings.API_LISTEN, "--node", settings.NODE], pidfile, self.layout.log / "pve_api.log")
+                         "--listen", settings.API_LISTEN, "--node", settings.NODE] + release, pidfile,
+                        self.layout.log / "pve_api.log")
         deadline = time.monotonic() + 60
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils import cgroup_memory
@@ -30,6 +31,29 @@ def cgroup_mounts(mountinfo="/proc/self/mountinfo"):
     except (OSError, ValueError, IndexError):
         pass
     return mounts
+
+
+# pve-common's PVE::ProcFSTools::parse_pressure: a line's avg10 is kept as the kernel printed it.
+_PSI_LINE = re.compile(r"^(some|full)\s+avg10=(\d+\.\d+)\s+avg60=(\d+\.\d+)\s+avg300=(\d+\.\d+)\s+total=(\d+)")
+PRESSURE_RESOURCES = ("cpu", "io", "memory")
+
+
+def read_pressure(directory):
+    """``{"pressure<resource><line>": avg10 text or None}`` of a cgroup v2 directory, as pve-container 6.0.7's
+    vmstatus fills status/current: ``/sys/fs/cgroup/lxc/VMID/{cpu,memory,io}.pressure`` read with
+    pve-common's read_cgroup_pressure. A missing file (cgroup v1, no such cgroup) gives None (JSON null) for
+    its two fields; the avg10 is the kernel's text (``"53.00"``), which PVE's JSON writer sends as a string."""
+    fields = {}
+    for resource in PRESSURE_RESOURCES:
+        text = cgroup_memory.read_file(str(Path(directory) / ("%s.pressure" % resource)))
+        found = {}
+        for line in (text or "").splitlines():
+            match = _PSI_LINE.match(line)
+            if match:
+                found[match.group(1)] = match.group(2)
+        for line in ("some", "full"):
+            fields["pressure%s%s" % (resource, line)] = found.get(line)
+    return fields
 
 
 def read_int(path):

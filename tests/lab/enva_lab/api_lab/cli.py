@@ -15,11 +15,24 @@ from enva_lab.api_lab.cluster import Peers
 from enva_lab.api_lab.errors import API_PREFIX
 from enva_lab.api_lab.nodes import ApiLab, Node
 from enva_lab.api_lab.pki import ensure_credentials, ensure_pki
+from enva_lab.api_lab.routes import PVE_VERSIONS
 from enva_lab.api_lab.schema import Schema
 from enva_lab.api_lab.server import ApiServer
 from enva_lab.api_lab.synthetic import make_synthetic
 
 LABCTL = Path(__file__).resolve().parents[2] / "labctl"
+PVE_ENV = "ENVA_LAB_PVE"
+
+
+def default_pve():
+    """The release the server answers as unless --pve says: $ENVA_LAB_PVE (8 or 9), else 9."""
+    text = os.environ.get(PVE_ENV, "").strip()
+    if not text:
+        return 9
+    if not text.isdigit() or int(text) not in PVE_VERSIONS:
+        raise SystemExit("api_lab: %s=%r: the PVE API lab answers as PVE %s" % (
+            PVE_ENV, text, " or ".join(str(major) for major in sorted(PVE_VERSIONS))))
+    return int(text)
 
 
 def parse_listen(text):
@@ -35,10 +48,10 @@ def build_lab(args):
         directory = make_synthetic(labdir / "synthetic", args.synthetic_cts, args.nodes)
         nodes = [Node("pve%d" % index, directory / "nodes" / ("pve%d" % index) / "lxc",
                       directory / "nodes" / ("pve%d" % index) / "cgroup") for index in range(1, args.nodes + 1)]
-        return ApiLab(nodes, labdir, synthetic=True)
+        return ApiLab(nodes, labdir, synthetic=True, pve=args.pve)
     config_dir = Path(args.config_dir) if args.config_dir else labdir / "etc" / "pve" / "lxc"
     config_dir.mkdir(parents=True, exist_ok=True)
-    return ApiLab([Node(args.node, config_dir, args.cgroup_root, Path(args.labctl))], labdir)
+    return ApiLab([Node(args.node, config_dir, args.cgroup_root, Path(args.labctl))], labdir, pve=args.pve)
 
 
 def make_server(args):
@@ -80,8 +93,8 @@ def serve(args):
 
     signal.signal(signal.SIGTERM, terminate)
     host, port = server.server_address[:2]
-    server.log_line("PVE API lab pid %d listening on %s:%d (%s)" % (
-        os.getpid(), host, port, ", ".join(sorted(server.lab.nodes))))
+    server.log_line("PVE API lab pid %d listening on %s:%d (%s), answering as PVE %d" % (
+        os.getpid(), host, port, ", ".join(sorted(server.lab.nodes)), server.lab.pve))
     print("PVE API lab listening on https://%s:%d%s (CA %s, pid %d)" % (host, port, API_PREFIX, ca, os.getpid()),
           flush=True)
     try:
@@ -110,6 +123,9 @@ def main(argv=None):
     serve_cmd.add_argument("--rrd-step", type=float, default=60.0, help="seconds between rrd samples")
     serve_cmd.add_argument("--synthetic-cts", type=int, default=0, help="serve N generated CTs instead of the lab's")
     serve_cmd.add_argument("--nodes", type=int, default=1, help="nodes of the synthetic cluster")
+    serve_cmd.add_argument("--pve", type=int, choices=sorted(PVE_VERSIONS), default=default_pve(),
+                           help="the PVE release to answer as: 9 (/version 9.x, the CTs' pressure fields) or 8 "
+                                "(/version 8.x, no pressure fields); default $%s or 9" % PVE_ENV)
     args = parser.parse_args(argv)
     if args.command == "init":
         ca, _cert, _key = ensure_pki(args.labdir)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ansible_collections.enva.pve.plugins.module_utils import memory_size, pve_ct_config
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
-from enva_lab.api_lab.cgroups import CtCgroup, read_int, cgroup_mounts
+from enva_lab.api_lab.cgroups import CtCgroup, read_int, read_pressure, cgroup_mounts
 from enva_lab.api_lab.errors import ApiError
 
 
@@ -87,8 +87,10 @@ def _size_bytes(volume):
         return 0
 
 
-def ct_status(node, vmid, config=None):
-    """status/current of a CT: from its config, and from its live cgroup when it runs."""
+def ct_status(node, vmid, config=None, pve=9):
+    """status/current of a CT: from its config, and from its live cgroup when it runs. ``pve`` 9 adds the six
+    pressure fields of a running CT (pve-container 6.0.7), read where PVE reads them: ``<cgroup
+    root>/lxc/VMID/*.pressure``, whatever the CT's cgroup version (null when missing); 8 has none."""
     config = config or node.load(vmid)
     cgroup = node.cgroup(vmid)
     memory, swap = config.size_mib("memory"), config.size_mib("swap")
@@ -115,6 +117,8 @@ def ct_status(node, vmid, config=None):
             status["pid"] = pid
             status["uptime"] = _uptime(pid)
         status.update(_net_counters(vmid))
+        if pve >= 9:
+            status.update(read_pressure(node.cgroup_root / "lxc" / str(vmid)))
     return status
 
 
@@ -138,6 +142,11 @@ def host_uptime():
             return int(float(handle.read().split()[0]))
     except (OSError, ValueError):
         return 0
+
+
+RRD_KEYS = ("cpu", "mem", "maxmem", "swap", "maxswap", "netin", "netout", "diskread", "diskwrite", "disk", "maxdisk")
+PRESSURE_FIELDS = tuple("pressure%s%s" % (resource, line) for resource in ("cpu", "io", "memory")
+                        for line in ("some", "full"))
 
 
 class Task:
@@ -168,8 +177,9 @@ class Task:
 class ApiLab:
     """What the API serves: nodes, their CTs, the tasks, the rrd samples."""
 
-    def __init__(self, nodes, labdir, synthetic=False):
+    def __init__(self, nodes, labdir, synthetic=False, pve=9):
         self.nodes = {node.name: node for node in nodes}
+        self.pve = pve
         self.labdir = Path(labdir)
         self.synthetic = synthetic
         self.lock = threading.RLock()
@@ -190,15 +200,18 @@ class ApiLab:
         for node in self.nodes.values():
             for vmid in node.vmids():
                 try:
-                    status = ct_status(node, vmid)
+                    status = ct_status(node, vmid, pve=self.pve)
                 except (ApiError, OSError):
                     continue
                 if status["status"] != "running":
                     continue
                 history = self.samples.setdefault((node.name, vmid), [])
-                history.append((now, {key: status[key] for key in (
-                    "cpu", "mem", "maxmem", "swap", "maxswap", "netin", "netout", "diskread", "diskwrite",
-                    "disk", "maxdisk")}))
+                # As pvestatd feeds the RRD: numbers, "U" (left out here) for what is undefined.
+                values = {key: status[key] for key in RRD_KEYS if status.get(key) is not None}
+                for key in PRESSURE_FIELDS:
+                    if status.get(key) is not None:
+                        values[key] = float(status[key])
+                history.append((now, values))
                 del history[:-2000]
 
 

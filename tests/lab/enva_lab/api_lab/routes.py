@@ -15,15 +15,21 @@ from enva_lab.api_lab.errors import ApiError, param_error
 from enva_lab.api_lab.nodes import Task, ct_status, host_memory, host_uptime, write_atomically
 from enva_lab.api_lab.schema import typed_config
 
-PVE_VERSION = {"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325", "console": "html5"}
+# GET /version as each release answers it (pve-manager's PVE::pvecfg::version_info; repoid is the 16-hex
+# commit pve-manager was built from: 9.1.1 is pve-manager commit f4d3f125ffae50e9, "bump version to 9.1.1").
+PVE_VERSIONS = {
+    8: {"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325", "console": "html5"},
+    9: {"version": "9.1.1", "release": "9.1", "repoid": "f4d3f125ffae50e9", "console": "html5"},
+}
+PVE_VERSION = PVE_VERSIONS[9]
 # Settings a running CT takes at once (PVE's $LXC_FASTPLUG_OPTIONS); memory and swap are hot-plugged.
 FASTPLUG = {"description", "onboot", "startup", "protection", "hostname", "hookscript", "cores", "tags", "lock"}
 HOTPLUG = {"memory", "swap"}
 PUT_META = {"node", "vmid", "digest", "delete", "revert"}
 
 
-def api_version(_server, _authid, _params):
-    return dict(PVE_VERSION)
+def api_version(server, _authid, _params):
+    return dict(PVE_VERSIONS[server.lab.pve])
 
 
 def api_ticket_get(_server, _authid, _params):
@@ -88,7 +94,8 @@ def api_node_status(server, _authid, params):
             "current-kernel": {"sysname": uname.sysname, "release": uname.release, "version": uname.version,
                                "machine": uname.machine},
             "kversion": "%s %s" % (uname.sysname, uname.release), "boot-info": {"mode": "legacy-bios"},
-            "pveversion": "pve-manager/%s/%s (enva lab)" % (PVE_VERSION["version"], PVE_VERSION["repoid"]),
+            "pveversion": "pve-manager/%s/%s (enva lab)" % (PVE_VERSIONS[server.lab.pve]["version"],
+                                                           PVE_VERSIONS[server.lab.pve]["repoid"]),
             "rootfs": {"total": 0, "used": 0, "avail": 0, "free": 0}, "node": node.name}
 
 
@@ -121,7 +128,7 @@ def _visible_cts(server, authid, node):
         if not server.access.check(authid, "/vms/%d" % vmid, ["VM.Audit"], noerr=True):
             continue
         try:
-            yield vmid, ct_status(node, vmid)
+            yield vmid, ct_status(node, vmid, pve=server.lab.pve)
         except (ApiError, OSError):
             continue
 
@@ -273,7 +280,7 @@ def api_config_put(server, authid, params):
 
 def api_status_current(server, _authid, params):
     node = server.lab.node(params["node"])
-    return ct_status(node, params["vmid"])
+    return ct_status(node, params["vmid"], pve=server.lab.pve)
 
 
 RRD_RESOLUTION = {"hour": 60, "day": 1800, "week": 10800, "month": 43200, "year": 604800}
@@ -290,10 +297,9 @@ def api_rrddata(server, _authid, params):
     for slot in range(end - 69 * step, end + step, step):
         inside = [values for stamp, values in history if slot <= stamp < slot + step]
         point = {"time": slot}
-        if inside:
-            for key in inside[0]:
-                series = [values[key] for values in inside]
-                point[key] = max(series) if params.get("cf") == "MAX" else sum(series) / len(series)
+        for key in sorted({key for values in inside for key in values}):
+            series = [values[key] for values in inside if key in values]
+            point[key] = max(series) if params.get("cf") == "MAX" else sum(series) / len(series)
         points.append(point)
     return points
 
