@@ -41,8 +41,8 @@ options:
     default: false
   pressure:
     description:
-      - Which nodes to ask for their CTs' pressure stall information (PVE 9), which C(/cluster/resources) lacks:
-        one C(GET /nodes/{node}/lxc) per node asked, never one call per CT.
+      - "Which nodes to ask for their CTs' pressure stall information (PVE 9), which C(/cluster/resources) lacks:
+        one C(GET /nodes/{node}/lxc) per node asked, never one call per CT."
       - V(near_full) asks the online nodes that hold a running CT using 90% or more of its memory (a CT stalled
         at C(memory.high) uses 99.6%); V(all) every online node with a running CT; V(none) no node.
       - A node on PVE 8 answers without the fields; its CTs get C(pressure) null, which is not an error. A node

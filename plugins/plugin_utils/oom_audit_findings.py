@@ -63,7 +63,7 @@ def _cause(entry):
     if severity == "oom":
         return entry["oom"]["likely_cause"] or "OOM-killed: %s" % (_oom_cell(entry))
     if severity == "high_stall":
-        return "stuck at memory.high: %s" % entry["stall"]["reason"]
+        return "stalled at memory.high: %s" % entry["stall"]["reason"]
     if severity == "fork_storm":
         return "fork storm: %s" % (entry["fork_storm"]["reason"] or entry["fork_storm"]["process"] or "see findings")
     if severity == "low_headroom":
@@ -134,7 +134,7 @@ def _finding(entry):
             text += "; started again %s" % incident["next_start"]["time"]
         items.append(text)
     if entry.get("stall"):
-        items.append("At risk, stuck at memory.high: %s" % entry["stall"]["reason"])
+        items.append("At risk, stalled at memory.high: %s" % entry["stall"]["reason"])
     if entry["fork_storm"]["present"] and entry["fork_storm"]["reason"]:
         items.append("Fork storm: %s" % entry["fork_storm"]["reason"])
     if entry["pressure"] and entry["pressure"]["stalling"]:

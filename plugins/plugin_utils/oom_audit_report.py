@@ -36,7 +36,7 @@ PRESSURE_FULL_AVG60 = 1.0
 SEVERITY_ORDER = ("oom", "high_stall", "fork_storm", "low_headroom", "pressure", "drift", "no_evidence", "resolved",
                   "ok")
 SEVERITY_LABEL = {
-    "oom": "OOM-killed", "high_stall": "at risk: stuck at memory.high", "fork_storm": "fork storm",
+    "oom": "OOM-killed", "high_stall": "at risk: stalled at memory.high", "fork_storm": "fork storm",
     "low_headroom": "low headroom", "pressure": "memory stalls", "drift": "drift", "no_evidence": "no evidence",
     "resolved": "resolved: incidents in the window, their causes gone now", "ok": "ok",
 }
@@ -338,8 +338,9 @@ def ct_entry(vmid, resource, by_node, declared_cts):
     counters = report.get("counters")
     census = report.get("census")
     incidents_raw = [incident for _node, incident in incident_pairs]
+    api_pressure = resource.get("pressure")
     if evidence_node is not None:
-        the_verdict = oom_report.verdict(incidents_raw, counters, census, int(vmid))
+        the_verdict = oom_report.verdict(incidents_raw, counters, census, int(vmid), api_pressure)
         recommended, reasoning = oom_report.recommend(int(vmid), the_verdict, counters, config or None, incidents_raw)
     else:
         the_verdict = {"oom_killed": False, "incidents": 0, "oom_kills_in_log": 0, "oom_kills_counted": 0,
@@ -399,7 +400,10 @@ def ct_entry(vmid, resource, by_node, declared_cts):
         "incidents": incidents,
         "fork_storm": fork_storm,
         "pressure": _pressure(counters),
-        "stall": the_verdict.get("stall"),
+        # The node's view of a stall at memory.high (memory.events, PSI) when its evidence has one, else the
+        # PVE API's (PVE 9 pressure fields): a CT whose node cannot be reached is named all the same.
+        "stall": the_verdict.get("stall") or resource.get("stall"),
+        "api_pressure": api_pressure,
         "processes": (census or {}).get("processes"),
         "recommendation": _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidence_node,
                                           resolved),

@@ -79,7 +79,7 @@ def test_memory_high_stall(the_counters, stalled, ongoing):
     assert (stall is not None) == stalled
     if stall:
         assert stall["kind"] == "memory_high_stall" and stall["ongoing"] == ongoing
-        assert stall["reason"].startswith("CT 2017 %s at memory.high (95 MiB)" % ("is stuck" if ongoing else "was stuck"))
+        assert stall["reason"].startswith("CT 2017 %s at memory.high (95 MiB)" % ("is stalled" if ongoing else "was stalled"))
         assert "No kernel line records a stall" in stall["reason"]
 
 
@@ -95,7 +95,7 @@ def test_a_stall_with_no_oom_line_is_an_incident_of_its_own_kind_with_the_census
     assert report["stall"]["filled_by"] == {"name": "socat", "count": 176, "rss_kb": 176 * 60 * 4 + 300 * 4 - 60 * 4}
     assert "socat fills it: 176 process(es)" in report["stall"]["reason"]
     assert report["verdict"]["likely_cause"].startswith("socat fork storm: 176 socat processes running in the CT now")
-    assert "stuck at memory.high" in report["verdict"]["likely_cause"]
+    assert "stalled at memory.high" in report["verdict"]["likely_cause"]
     assert report["recommended_memory_mb"] == 256
     assert "stalled at memory.high" in report["recommendation"] and "enva.pve.dns_relay" in report["recommendation"]
 
@@ -148,7 +148,7 @@ def test_the_stall_then_the_oom_captured_on_the_node():
     stall = memory_high_stall(2017, the_counters, census)
     assert stall is not None and not stall["ongoing"]         # PSI had decayed when the files were read
     assert stall["filled_by"]["name"] == "socat" and stall["filled_by"]["count"] == 312
-    assert stall["reason"].startswith("CT 2017 was stuck at memory.high (127 MiB): the kernel throttled it 4,939 "
+    assert stall["reason"].startswith("CT 2017 was stalled at memory.high (127 MiB): the kernel throttled it 4,939 "
                                       "times (memory.events high) and it hit memory.max 22,417 times with 1 OOM kill")
     the_verdict = verdict([], the_counters, census, 2017)
     assert the_verdict["oom_killed"] and the_verdict["memory_high_stall"] and the_verdict["fork_storm"]

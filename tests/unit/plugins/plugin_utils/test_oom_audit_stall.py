@@ -27,10 +27,10 @@ def test_a_ct_stuck_at_memory_high_ranks_at_risk_after_the_oom_killed_one():
     assert ranked[0] == (2017, "oom") and ranked[1] == (101, "high_stall")
     entry = report["cts"][1]
     assert entry["stall"]["high_events"] == 34167 and entry["stall"]["ongoing"]
-    assert audit.SEVERITY_LABEL[entry["severity"]] == "at risk: stuck at memory.high"
+    assert audit.SEVERITY_LABEL[entry["severity"]] == "at risk: stalled at memory.high"
     markdown = render.render_markdown(report)
-    assert "### CT 101 app (node pve1): at risk: stuck at memory.high" in markdown
-    assert "- At risk, stuck at memory.high: CT 101 is stuck at memory.high" in markdown
+    assert "### CT 101 app (node pve1): at risk: stalled at memory.high" in markdown
+    assert "- At risk, stalled at memory.high: CT 101 is stalled at memory.high" in markdown
     assert "34,167 times (memory.events high)" in markdown
     assert "<td" in render.render_html(report)
 
