@@ -171,18 +171,18 @@ live:
   sample: {"maxmem": 2048, "maxswap": 1024, "mem": 212}
 pressure:
   description:
-    - The CT's pressure stall information from C(status/current) (PVE 9): C(cpu_some), C(cpu_full), C(io_some),
-      C(io_full), C(memory_some), C(memory_full), PSI avg10 of its cgroup in percent (null where PVE has none).
+    - "The CT's pressure stall information from C(status/current) (PVE 9): C(cpu_some), C(cpu_full), C(io_some),
+      C(io_full), C(memory_some), C(memory_full), PSI avg10 of its cgroup in percent (null where PVE has none)."
     - Null when the API has no such fields (PVE 8, or the CT is stopped); that is not an error.
   returned: always
   type: dict
   sample: {"cpu_some": 0.0, "cpu_full": 0.0, "io_some": 0.0, "io_full": 0.0, "memory_some": 61.2, "memory_full": 53.0}
 stall:
   description:
-    - The CT stalled at C(memory.high) now, named from C(status/current) alone (PVE 9; see
+    - "The CT stalled at C(memory.high) now, named from C(status/current) alone (PVE 9; see
       M(enva.pve.lxc_oom_evidence) for the node's view): C(kind), C(source) (C(api)), C(ongoing), C(usage_bytes),
       C(high_bytes), C(limit_bytes), C(usage_pct_of_high), C(pressure), C(reason). Null when not stalled or
-      without the pressure fields (PVE 8).
+      without the pressure fields (PVE 8)."
   returned: always
   type: dict
 pending:

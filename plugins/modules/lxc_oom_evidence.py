@@ -81,9 +81,9 @@ options:
     default: /etc/pve/lxc
   api_pressure:
     description:
-      - The CTs' status as the PVE API gave it, keyed by VMID (an item of C(GET /nodes/{node}/lxc) or
-        C(status/current), as M(enva.pve.pve_resources) returns in RV(enva.pve.pve_resources#module:cts[].pressure)
-        or M(enva.pve.lxc_memory) in RV(enva.pve.lxc_memory#module:pressure)).
+      - The CTs' pressure as the PVE API gave it, keyed by VMID - an item of C(GET /nodes/{node}/lxc) or
+        C(status/current), an entry of RV(enva.pve.pve_resources#module:cts), or
+        RV(enva.pve.lxc_memory#module:pressure).
       - On PVE 9 it carries C(pressurememoryfull) and C(pressurememorysome) (PSI avg10 of the CT's cgroup, in
         percent); where present they decide whether the CT is stalled at C(memory.high) now. Where absent
         (PVE 8, or a CT the map does not name) the CT's C(memory.pressure) on the node decides, as without
@@ -400,7 +400,8 @@ def select_vmids(requested, configs, running, logged, config_dir, cgroup_root):
 def api_pressure_by_vmid(given):
     """``{VMID: pve_pressure.from_status(...)}`` of the api_pressure option; CTs without the fields are left out.
 
-    Each value may be an API status (``pressurememoryfull`` ...) or the module's own shape (``memory_full`` ...).
+    Each value may be an API status (``pressurememoryfull`` ...), pve_pressure's shape (``memory_full`` ...) or
+    an entry of pve_resources' ``cts`` (its ``pressure``).
     """
     result = {}
     for key, status in (given or {}).items():
@@ -408,6 +409,8 @@ def api_pressure_by_vmid(given):
             vmid = int(key)
         except (TypeError, ValueError):
             raise EvidenceError("api_pressure must be keyed by VMID; got %r" % (key,))
+        if isinstance(status, dict) and isinstance(status.get("pressure"), dict):
+            status = status["pressure"]             # an entry of pve_resources' cts
         if isinstance(status, dict) and "memory_full" in status and "pressurememoryfull" not in status:
             status = dict(("pressure%s" % name.replace("_", ""), raw) for name, raw in status.items())
         pressure = from_status(status)

@@ -97,12 +97,12 @@ cts:
       C(lock) (null when none), C(uptime) (seconds), C(cpu), C(maxcpu), C(mem_bytes) and C(maxmem_bytes)
       (memory in use and configured, as the API gives them), C(mem_mb) and C(maxmem_mb) (the same in MiB,
       rounded down), C(disk_bytes), C(maxdisk_bytes).
-    - C(pressure) (PVE 9, nodes asked per O(pressure)): C(cpu_some), C(cpu_full), C(io_some), C(io_full),
+    - "C(pressure) (PVE 9, nodes asked per O(pressure)) has C(cpu_some), C(cpu_full), C(io_some), C(io_full),
       C(memory_some), C(memory_full), the PSI avg10 of the CT's cgroup in percent (null where PVE has none);
-      null when not asked or the node's API has no such fields (PVE 8).
-    - C(stall) (PVE 9): the CT stalled at C(memory.high) now, named from the API alone (PSI memory C(full avg10)
+      null when not asked or the node's API has no such fields (PVE 8)."
+    - "C(stall) (PVE 9) is the CT stalled at C(memory.high) now, named from the API alone (PSI memory C(full avg10)
       >= 10%, or C(some avg10) >= 20% at memory.high), with C(source) C(api), C(reason) and the figures; null
-      otherwise.
+      otherwise."
   returned: always
   type: dict
   sample:
