@@ -5,6 +5,12 @@ uses, backed by the lab's CTs (the *server*; the collection's client is plugins/
     python3 -m enva_lab.api_lab serve --labdir DIR --listen 127.0.0.1:0 --synthetic-cts 1000 --nodes 3
     python3 -m enva_lab.api_lab init --labdir DIR        # PKI and credentials only
 
+It answers as PVE 9 (``--pve 9``, the default, or ``$ENVA_LAB_PVE``): ``/version`` 9.1.1, and a running CT's
+``status/current`` and ``/nodes/{node}/lxc`` entry carry pve-container 6.0.7's six pressure fields (the avg10
+of ``<cgroup-root>/lxc/VMID/{cpu,io,memory}.pressure`` as the kernel's text, ``"53.00"``; null when the file
+is missing, as on this cgroup v1 lab host), which ``rrddata`` keeps as numbers. ``--pve 8`` answers /version
+8.2.4 and no pressure field.
+
 (``tests/lab/labctl`` sets the path: ``tests/lab`` and the collection as ``ansible_collections.enva.pve``.)
 
 What it is made of (stdlib only, runs with the system python3), one module each:
