@@ -46,7 +46,7 @@ options:
       - V(near_full) asks the online nodes that hold a running CT using 90% or more of its memory (a CT stalled
         at C(memory.high) uses 99.6%); V(all) every online node with a running CT; V(none) no node.
       - A node on PVE 8 answers without the fields; its CTs get C(pressure) null, which is not an error. A node
-        that fails to answer is named in RV(pressure_source.failed).
+        that fails to answer is named in RV(pressure_source) (C(failed)).
     type: str
     choices: [near_full, all, none]
     default: near_full
@@ -126,7 +126,7 @@ counts:
   sample: {lxc: 3, qemu: 1, node: 1, storage: 2}
 pressure_source:
   description:
-    - Where RV(cts[].pressure) came from. C(asked) (nodes asked), C(calls) (API calls made for it), C(with_fields)
+    - Where the C(pressure) of RV(cts) came from. C(asked) (nodes asked), C(calls) (API calls made for it), C(with_fields)
       (nodes whose answer had the pressure fields, PVE 9), C(without_fields) (PVE 8), C(failed) (node to error).
   returned: always
   type: dict

@@ -46,6 +46,7 @@ def run_module(args):
     """pve_resources' main() with ``args``: (result, seconds)."""
     def finish(_self, **kwargs):
         raise Done(kwargs)
+    result = None
     old_exit, old_fail = basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json
     basic.AnsibleModule.exit_json = basic.AnsibleModule.fail_json = finish
     started = time.perf_counter()

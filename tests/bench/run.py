@@ -68,8 +68,13 @@ def bench_oom_audit_scale(args):
     return subprocess.run(command, check=False).returncode
 
 
+def bench_pve_pressure(args):
+    command = [sys.executable, str(HERE / "bench_pve_pressure.py")] + (["--write", args.write] if args.write else [])
+    return subprocess.run(command, check=False).returncode
+
+
 BENCHMARKS = {"relay": bench_relay, "oom-evidence": bench_oom_evidence, "oom-audit": bench_oom_audit,
-              "oom-audit-scale": bench_oom_audit_scale, "dnsmasq": bench_dnsmasq}
+              "oom-audit-scale": bench_oom_audit_scale, "dnsmasq": bench_dnsmasq, "pve-pressure": bench_pve_pressure}
 
 
 def main(argv=None):

@@ -232,3 +232,47 @@ def test_v2_writes_in_pve_commons_order_and_puts_back_what_a_refusal_interrupts(
         cgroup.set_limits(1024, 512, mounts=[])
     assert order == ["memory.swap.max", "memory.high", "memory.max", "memory.high", "memory.swap.max"]
     assert all((directory / name).read_text() == "max\n" for name in ("memory.max", "memory.high", "memory.swap.max"))
+
+
+# --- PVE 9's pressure fields (pve-container 6.0.7's vmstatus, pve-common's read_cgroup_pressure) -------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("some avg10=61.84 avg60=60.12 avg300=55.03 total=571032118\nfull avg10=53.00 avg60=51.37 avg300=46.92 total=4982",
+     ("61.84", "53.00")),                                   # the kernel's text, kept as text
+    ("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", ("0.00", None)),       # a file without a full line
+    ("some avg10=7 avg60=0.00 avg300=0.00 total=0\n", (None, None)),            # PVE's pattern wants N.NN
+    (None, (None, None)),                                   # no file (cgroup v1, no such cgroup): null
+])
+def test_read_pressure_as_pve_reads_it(tmp_path, text, expected):
+    if text is not None:
+        (tmp_path / "memory.pressure").write_text(text)
+    fields = cgroups.read_pressure(tmp_path)
+    assert sorted(fields) == sorted("pressure%s%s" % (resource, line) for resource in ("cpu", "io", "memory")
+                                    for line in ("some", "full"))
+    assert (fields["pressurememorysome"], fields["pressurememoryfull"]) == expected
+    assert fields["pressurecpusome"] is None                # no cpu.pressure written
+
+
+@pytest.mark.parametrize("pve, keys", [(9, True), (8, False)])
+def test_status_has_the_fields_on_pve9_only(tmp_path, pve, keys):
+    lab = FakeLab(tmp_path, cgroup2=True).make()
+    lab.add_ct(2017, memory=128, used_mib=127)
+    lab.set_pressure(2017, "memory", 61.84, 53.0)
+    node = nodes.Node("pve1", lab.config_dir, lab.cgroup)
+    status = nodes.ct_status(node, 2017, pve=pve)
+    assert ("pressurememoryfull" in status) is keys
+    if keys:
+        assert status["pressurememoryfull"] == "53.00" and status["pressureiosome"] == "0.00"
+    lab.add_ct(2018, running=False)
+    assert not any(key.startswith("pressure") for key in nodes.ct_status(node, 2018, pve=pve))
+
+
+@pytest.mark.parametrize("value, expected", [("", 9), ("8", 8), ("9", 9), ("7", SystemExit), ("nine", SystemExit)])
+def test_the_release_from_the_environment(monkeypatch, value, expected):
+    from enva_lab.api_lab import cli
+    monkeypatch.setenv(cli.PVE_ENV, value)
+    if expected is SystemExit:
+        with pytest.raises(SystemExit, match="ENVA_LAB_PVE"):
+            cli.default_pve()
+    else:
+        assert cli.default_pve() == expected

@@ -94,8 +94,7 @@ def api_node_status(server, _authid, params):
             "current-kernel": {"sysname": uname.sysname, "release": uname.release, "version": uname.version,
                                "machine": uname.machine},
             "kversion": "%s %s" % (uname.sysname, uname.release), "boot-info": {"mode": "legacy-bios"},
-            "pveversion": "pve-manager/%s/%s (enva lab)" % (PVE_VERSIONS[server.lab.pve]["version"],
-                                                           PVE_VERSIONS[server.lab.pve]["repoid"]),
+            "pveversion": "pve-manager/%(version)s/%(repoid)s (enva lab)" % PVE_VERSIONS[server.lab.pve],
             "rootfs": {"total": 0, "used": 0, "avail": 0, "free": 0}, "node": node.name}
 
 
