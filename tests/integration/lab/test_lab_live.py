@@ -19,7 +19,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from proxmoxer import ProxmoxAPI
 
+from ansible_collections.enva.pve.plugins.module_utils import pve_pressure
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle
 from enva_lab import dns, host, journal, procs, settings
 from enva_lab.settings import Layout
@@ -57,6 +59,15 @@ def host_before():
         labctl("up")
 
 
+def lab_api():
+    """proxmoxer on the lab's API (its CA, the read-only token of credentials.json)."""
+    host_name, port = settings.API_LISTEN.rsplit(":", 1)
+    credentials = json.loads((LAYOUT.root / "api" / "credentials.json").read_text())
+    return ProxmoxAPI(host_name, port=int(port), user="enva@pve", token_name="readonly",
+                      token_value=credentials["tokens"]["enva@pve!readonly"]["secret"],
+                      verify_ssl=str(LAYOUT.root / "pki" / "pve-root-ca.pem"), timeout=10)
+
+
 def ct_status(vmid):
     status = json.loads(labctl("status", "--json").stdout)
     return status, next(item for item in status["cts"] if item["vmid"] == vmid)
@@ -92,6 +103,13 @@ def test_up_repairs_reproduce_shows_the_oom_and_down_cleans_up(host_before):
                           "systemctl is-active dns-forwarder haproxy; cat /etc/resolv.conf"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert ssh.returncode == 0 and ssh.stdout.startswith("active\nactive\n") and "nameserver 127.0.0.1" in ssh.stdout
+
+    # The lab's API answers as PVE 9; this host is cgroup v1, so CT 2017 has no /sys/fs/cgroup/lxc/2017/*.pressure
+    # and PVE 9 would give its six pressure fields as null: so does the lab.
+    api = lab_api()
+    assert api.version.get()["release"].startswith("9.")
+    current = api.nodes(settings.NODE).lxc(2017).status.current.get()
+    assert {key: current.get(key, "absent") for key in pve_pressure.FIELDS} == dict.fromkeys(pve_pressure.FIELDS)
 
     # A crash: the CT's supervisor and unbound killed, the SiNS address gone. up repairs it.
     for name in ("ct-2017", "unbound"):
