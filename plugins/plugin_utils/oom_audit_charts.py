@@ -14,6 +14,7 @@ outside request).
 
 from __future__ import absolute_import, division, print_function
 
+import datetime
 import math
 
 from ansible_collections.enva.pve.plugins.module_utils.report_format import iso_seconds, or_dash, percent, thousands
