@@ -13,7 +13,7 @@ module: lxc_memory_info
 short_description: Read the memory and swap of a Proxmox VE LXC container through the PVE API
 version_added: "1.1.0"
 description:
-  - Reads the CT's configuration (C(GET /nodes/{node}/lxc/{vmid}/config)) and C(status/current): its memory
+  - Reads the CT's configuration (C(GET /nodes/{node}/lxc/{vmid}/config)) and C(status/current), that is its memory
     and swap as configured, the limits the running CT has now and what it uses, pending changes, the
     configuration's C(digest), and the CT's hostname and network interfaces.
   - What M(enva.pve.lxc_memory) would start from, without asking for a size; pass RV(digest) to
