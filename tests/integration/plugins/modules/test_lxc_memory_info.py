@@ -17,7 +17,7 @@ failed = MODULE.failed
 
 def test_reads_a_running_ct_and_changes_nothing(lab):
     conf = lab.lab.add_ct(2017, hostname="haproxy", memory=1024, swap=512, used_mib=300)
-    text = conf.read_text()
+    text, logged = conf.read_text(), len(lab.log_path.read_text())
     result = ok(lab, vmid=2017, node="pve1")
     assert result["changed"] is False
     assert (result["vmid"], result["node"], result["status"]) == (2017, "pve1", "running")
@@ -27,7 +27,8 @@ def test_reads_a_running_ct_and_changes_nothing(lab):
     assert result["ct"]["hostname"] == "haproxy"
     assert [(item["key"], item["address"]) for item in result["ct"]["interfaces"]] == [("net0", "10.217.0.27")]
     assert conf.read_text() == text and lab.lab.limit_mib(2017) == 1024
-    assert '"PUT ' not in lab.log_path.read_text()
+    requests = lab.log_path.read_text()[logged:]
+    assert '"GET /api2/json/nodes/pve1/lxc/2017/config' in requests and '"PUT ' not in requests
 
 
 def test_found_by_name_stopped_ct_has_no_live_limits(lab):
