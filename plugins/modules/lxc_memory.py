@@ -25,21 +25,6 @@ description:
 author:
   - enva.pve developers (@enva)
 options:
-  vmid:
-    description:
-      - The CT's VMID.
-      - Give this or O(hostname).
-    type: int
-  hostname:
-    description:
-      - The CT's name (its C(hostname) setting, as C(/cluster/resources) lists it).
-      - Used to find the VMID when O(vmid) is not given; a name that matches no CT or several CTs fails.
-    type: str
-  node:
-    description:
-      - The PVE node the CT is on.
-      - Omitted means found through C(/cluster/resources), which costs one more API call.
-    type: str
   memory:
     description:
       - The CT's memory limit. An integer is MiB, as in the CT configuration (V(2048)).
@@ -67,6 +52,7 @@ options:
       - Omitted means the digest of the configuration the module just read.
     type: str
 extends_documentation_fragment:
+  - enva.pve.lxc_ct
   - enva.pve.pve
   - enva.pve.attributes
 attributes:

@@ -21,23 +21,9 @@ description:
   - The module only reads; it changes nothing.
 author:
   - enva.pve developers (@enva)
-options:
-  vmid:
-    description:
-      - The CT's VMID.
-      - Give this or O(hostname).
-    type: int
-  hostname:
-    description:
-      - The CT's name (its C(hostname) setting, as C(/cluster/resources) lists it).
-      - Used to find the VMID when O(vmid) is not given; a name that matches no CT or several CTs fails.
-    type: str
-  node:
-    description:
-      - The PVE node the CT is on.
-      - Omitted means found through C(/cluster/resources), which costs one more API call.
-    type: str
+options: {}
 extends_documentation_fragment:
+  - enva.pve.lxc_ct
   - enva.pve.pve
   - enva.pve.attributes
   - enva.pve.attributes.read_only
@@ -66,7 +52,7 @@ EXAMPLES = r"""
   enva.pve.lxc_memory:
     vmid: "{{ ct.vmid }}"
     node: "{{ ct.node }}"
-    memory: "{{ [2048, ct.memory] | max }}"
+    memory: "{{ 2048 | enva.pve.memory_target(ct.memory) }}"
     digest: "{{ ct.digest }}"
 """
 
@@ -98,14 +84,15 @@ swap:
   sample: 1024
 live:
   description:
-    - The limits the running CT has now, in MiB, from C(status/current) (C(maxmem), C(maxswap)),
-      and what it uses (C(mem)).
-    - None when the CT is stopped.
+    - What the running CT has now, from C(status/current), as RV(enva.pve.lxc_memory#module:live) returns
+      it (limits C(maxmem) and C(maxswap), use C(mem), in MiB); None for a stopped CT.
   returned: always
   type: dict
   sample: {"maxmem": 1024, "maxswap": 1024, "mem": 212}
 pending:
-  description: Memory and swap changes PVE keeps as pending (applied at the next CT start), in MiB.
+  description:
+    - Pending memory and swap (MiB) that PVE applies at the CT's next start, as in
+      RV(enva.pve.lxc_memory#module:pending).
   returned: always
   type: dict
   sample: {}
@@ -116,9 +103,8 @@ digest:
   sample: 5e1b4a4ad4b2c3c1b1f5f1d4c1b1a0c9d8e7f6a5
 ct:
   description:
-    - The CT's hostname and network interfaces from its PVE config (C(netN)), each with C(key), C(name),
-      C(hwaddr), C(bridge), C(ip) (as configured, C(dhcp) or C(ADDR/PREFIX)) and C(address) (the static
-      address without prefix, null for DHCP).
+    - The hostname and C(netN) interfaces of the CT's PVE config, as RV(enva.pve.lxc_memory#module:ct) returns
+      them (what a play checks it reached the right CT by).
   returned: always
   type: dict
   sample: {hostname: haproxy, interfaces: [{key: net0, name: eth0, hwaddr: "BC:24:11:5E:0A:17", bridge: vmbr0,
