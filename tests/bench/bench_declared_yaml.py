@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / ".cache" / "collections"))
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # the collection on sys.path
+from ansible_collections.enva.pve.plugins.module_utils import declared_yaml as current
 
-from ansible_collections.enva.pve.plugins.module_utils import declared_yaml as current  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def at_revision(ref):

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from ansible_collections.enva.pve.tests.unit.roles import role_specs
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
+from support import role_specs
+from support.role_specs import ROOT
 
 ROLE = ROOT / "roles" / "haproxy_dns"
 
