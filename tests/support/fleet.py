@@ -211,5 +211,3 @@ def check_report(the_fleet, report, calls):
         "OOM-killed CTs": len(report["summary"]["oom_killed"]) == the_fleet.expected_oom,
         "one /cluster/resources call per run": list(calls) == [1] * len(calls),
     }
-
-

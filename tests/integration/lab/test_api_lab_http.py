@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 import stat
-from urllib.parse import urlencode
-
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 from support.net import poll
