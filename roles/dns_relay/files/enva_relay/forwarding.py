@@ -29,9 +29,9 @@ LOG = logging.getLogger("enva-dns-relay")
 class Forwarding:
     """The path shared by both transports.
 
-    Reads and changes of the shared state: inflight, order (from upstreams),
-    events, rcodes, now, timeout, max_inflight, log_queries, acl_cache (through
-    allowed). Calls the transports given to connect(): udp.send_over_udp,
+    Its reach in the shared state: inflight, order (from upstreams), events,
+    rcodes, now, timeout, max_inflight, log_queries, acl_cache and allowed.
+    Calls the transports given to connect(): udp.send_over_udp,
     tcp_upstreams.send_over_tcp and forget_try, tcp_clients.send and frames.
     """
 

@@ -25,9 +25,10 @@ def resident_bytes():
 class Metrics:
     """The metrics endpoint (its listener and clients are kept here) and the counters.
 
-    Reads of the shared state: udp_queries, tcp_queries, rcodes, events,
-    inflight, upstreams (their counters), now, and registration with the loop;
-    of the TCP clients' part: how many there are and what they buffer.
+    Its reach in the shared state (reads, but for its own sockets): udp_queries,
+    tcp_queries, rcodes, events, inflight, upstreams (their counters), now,
+    warnings, epoll, register, unregister; of the TCP clients' part: clients
+    and buffered.
     """
 
     def __init__(self, state, tcp_clients):

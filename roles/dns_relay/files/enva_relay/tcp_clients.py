@@ -36,10 +36,11 @@ def reset(sock):
 class TcpClients:
     """Accepting and serving TCP clients; their connections, per-address counts and buffer total are kept here.
 
-    Reads and changes of the shared state: listeners (to pause accepting),
-    acl_cache (through allowed), events, tcp_queries, now, stopping and the TCP
-    limits of the running configuration, and registration with the loop. Calls
-    forwarding.queries.
+    Its reach in the shared state: listeners and epoll (to pause accepting),
+    acl_cache and allowed, events, tcp_queries, now, stopping, warnings, the
+    TCP limits of the running configuration (max_tcp_clients,
+    max_tcp_per_client, tcp_idle_timeout, tcp_frame_timeout, tcp_buffer,
+    tcp_budget), register, unregister. Calls forwarding.queries.
     """
 
     def __init__(self, state, forwarding):

@@ -28,10 +28,10 @@ OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class TcpUpstreams:
     """The upstream side of TCP; each upstream's connections are on its Upstream record (``tcp``).
 
-    Reads and changes of the shared state: inflight (keys of queries sent
-    here), events, now, timeout, max_upstream_tcp, the random pool, and
-    registration with the loop. Calls forwarding's deliver, forward_retry,
-    servfail and upstream_failed.
+    Its reach in the shared state: inflight (keys of the queries sent here),
+    events, now, timeout, max_upstream_tcp, epoll, new_base, random_bytes,
+    register, unregister. Calls forwarding's deliver, forward_retry, servfail
+    and upstream_failed.
     """
 
     def __init__(self, state, forwarding):

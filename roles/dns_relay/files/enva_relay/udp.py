@@ -31,10 +31,10 @@ def send_answer(listener, addr, out, events):
 class UdpSockets:
     """The listeners' datagrams and the upstreams' UDP sockets.
 
-    Reads and changes of the shared state: inflight (keys of queries sent here),
-    events, udp_queries, retired, now, round, timeout, the random pool, and
-    registration with the loop. Calls forwarding's queries, deliver,
-    forward_retry and upstream_failed.
+    Its reach in the shared state: inflight (keys of the queries sent here),
+    events, udp_queries, retired, now, round, timeout, warnings, new_base,
+    random_bytes, register. Calls forwarding's queries, deliver, forward_retry
+    and upstream_failed.
     """
 
     def __init__(self, state, forwarding):
