@@ -129,8 +129,8 @@ def compare(args, workdir, new_path, old_path):
         " / ".join("%.2f" % x for x in load_before), " / ".join("%.2f" % x for x in load_after)))
     if args.write:
         labels = {"new": args.new_label, "old": args.old_label or args.old_rev or str(args.old), "dnsdist": "dnsdist"}
-        sections.replace_section(args.write, "relay_ab", "## DNS relay A/B", render(args, labels, runs, per_cpu, paired, hwm, started,
-                                                                                   load_before, load_after))
+        body = render(args, labels, runs, per_cpu, paired, hwm, started, load_before, load_after)
+        sections.replace_section(args.write, "relay_ab", "## DNS relay A/B", body)
     return 0
 
 
@@ -145,10 +145,10 @@ def render(args, labels, runs, per_cpu, paired, hwm, started, load_before, load_
     command = ".venv/bin/python tests/bench/relay_ab.py %s --rounds %d --seconds %d --write docs/benchmarks.md" % (
         "--old-rev %s" % args.old_rev if args.old_rev else "--old %s" % args.old, args.rounds, args.seconds)
     host = rb.machine()
+    load = (" / ".join("%.2f" % x for x in load_before), " / ".join("%.2f" % x for x in load_after))
     lines = [
         "Measured %s UTC on %s (%d CPUs), Python %s. Load average before %s, after %s (other engineers' work shares this "
-        "machine)." % (started.strftime("%Y-%m-%d %H:%M"), host["cpu"], host["cpus"], python_version(),
-            " / ".join("%.2f" % x for x in load_before), " / ".join("%.2f" % x for x in load_after)),
+        "machine)." % ((started.strftime("%Y-%m-%d %H:%M"), host["cpu"], host["cpus"], python_version()) + load),
         "",
         "Two versions of the relay and dnsdist in one run: %d rounds of `dnsperf -c 4 -q 200 -l %d`, the order reversed every other "
         "round (new, old, dnsdist; then dnsdist, old, new). Each forwarder pinned alone to CPU %s (`taskset`), dnsperf and "
