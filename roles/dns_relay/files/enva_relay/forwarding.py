@@ -200,6 +200,9 @@ class Forwarding:
 
     def deliver(self, upstream, answers):
         """``upstream``'s answers (UDP or TCP), each (Pending, bytes), already matched and out of the in-flight table."""
+        state = self.state
+        rcodes = state.rcodes
+        events = state.events
         now = time.monotonic()
         buckets = upstream.rtt_buckets
         finish = self.finish
@@ -213,10 +216,16 @@ class Forwarding:
             query = pending.query
             question = pending.question
             end = HEADER_LEN + len(question)
-            finish(pending, query[:2] + data[2:] if data[HEADER_LEN:end] == question else restore_answer(data, query, end - HEADER_LEN))
+            out = query[:2] + data[2:] if data[HEADER_LEN:end] == question else restore_answer(data, query, end - HEADER_LEN)
+            addr = pending.addr
+            if addr is not None:  # finish() for a UDP client, inline: this is the path of almost every answer
+                rcodes[out[3] & 15] += 1
+                send_answer(pending.reply, addr, out, events)
+            else:
+                finish(pending, out)
         upstream.answers += len(answers)
         upstream.rtt_sum += rtt_sum
-        upstream.last_answer = self.state.now
+        upstream.last_answer = state.now
         if upstream.fails:
             upstream.fails = 0
         if not upstream.up:

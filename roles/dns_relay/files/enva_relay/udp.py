@@ -88,6 +88,8 @@ class UdpSockets:
         inflight = state.inflight
         wakeup = state.round
         random_bytes = state.random_bytes
+        ids = random_bytes(2 * len(pendings))  # every query's ID in one draw (a batch is at most BURST queries)
+        at = 0
         for pending in pendings:
             upstream = pending.tried[-1]
             usock = upstream.current
@@ -95,7 +97,8 @@ class UdpSockets:
                 usock = upstream.current = upstream.sockets[random_bytes(1)[0] & (UDP_SOCKETS_PER_UPSTREAM - 1)]
                 upstream.current_round = wakeup
             base = usock.base
-            rand = random_bytes(2)
+            rand = ids[at:at + 2]
+            at += 2
             key = base | rand[0] << 8 | rand[1]
             while key in inflight:  # an ID already in flight on this socket: draw another
                 rand = random_bytes(2)
