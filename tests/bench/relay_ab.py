@@ -66,7 +66,7 @@ def main(argv=None):
     old.add_argument("--old-rev", help="the other relay version: a git revision of this repository (e.g. main)")
     parser.add_argument("--new", default=str(rb.RELAY), help="the relay version under test (default: this checkout's)")
     parser.add_argument("--old-label", help="its name in the report (default: --old-rev or the path)")
-    parser.add_argument("--new-label", default="this checkout", help="its name in the report")
+    parser.add_argument("--new-label", help="its name in the report (default: this checkout and its commit, or the path)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--write", metavar="FILE", help="put the figures into FILE's relay_ab section (docs/benchmarks.md)")
@@ -128,10 +128,19 @@ def compare(args, workdir, new_path, old_path):
         per_cpu["new"] / per_cpu["dnsdist"], per_cpu["old"] / per_cpu["dnsdist"],
         " / ".join("%.2f" % x for x in load_before), " / ".join("%.2f" % x for x in load_after)))
     if args.write:
-        labels = {"new": args.new_label, "old": args.old_label or args.old_rev or str(args.old), "dnsdist": "dnsdist"}
+        old_label = args.old_label or ("%s (%s)" % (args.old_rev, short_commit(args.old_rev)) if args.old_rev else str(args.old))
+        new_label = args.new_label or ("this checkout (%s)" % short_commit("HEAD") if args.new == str(rb.RELAY) else args.new)
+        labels = {"new": new_label, "old": old_label, "dnsdist": "dnsdist"}
         body = render(args, labels, runs, per_cpu, paired, hwm, started, load_before, load_after)
         sections.replace_section(args.write, "relay_ab", "## DNS relay A/B", body)
     return 0
+
+
+def short_commit(rev):
+    """``rev``'s abbreviated commit in this repository ("?" if git cannot say)."""
+    out = subprocess.run(["git", "-C", str(rb.ROOT), "rev-parse", "--short", rev], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, check=False)
+    return out.stdout.strip() or "?"
 
 
 def python_version():
