@@ -29,11 +29,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import relay_bench as rb  # noqa: E402  pylint: disable=wrong-import-position
-import sections  # noqa: E402  pylint: disable=wrong-import-position
+import relay_bench as rb
+import sections
 
 NAMES = ("new", "old", "dnsdist")
 LAUNCHER = Path("roles") / "dns_relay" / "files" / "enva_dns_relay.py"
