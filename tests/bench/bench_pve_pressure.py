@@ -22,15 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT / "tests"), str(ROOT / ".cache" / "collections")]
-
-import sections  # noqa: E402  pylint: disable=wrong-import-position
-from ansible.module_utils import basic  # noqa: E402  pylint: disable=wrong-import-position
-from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.enva.pve.plugins.modules import pve_resources  # noqa: E402  pylint: disable=wrong-import-position
-from support.pve_lab import ApiLabProcess  # noqa: E402  pylint: disable=wrong-import-position
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support and the collection on sys.path
+import sections
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.enva.pve.plugins.modules import pve_resources
+from support.pve_lab import ApiLabProcess
 
 NAME = "pve_pressure"
 HEADING = "## PVE 9 pressure fields: the audit's extra API calls"

@@ -9,7 +9,7 @@ from pathlib import Path
 from ansible_collections.enva.pve.plugins.modules import pve_resources
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import cluster, node_evidence
+from support.audit_inputs import cluster, node_evidence
 
 API = Path(__file__).resolve().parents[2] / "fixtures" / "pve-api"
 
