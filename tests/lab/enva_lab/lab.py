@@ -126,9 +126,13 @@ class Lab(IncidentMixin, TeardownMixin):
         cts, generated = self._declared(ordinary, only)
         self._dns()
         self._ssh_key()
-        build_seconds = rootfs.build(self.layout, self.out)
-        if build_seconds:
-            self.out("rootfs: built in %.0f s (%s)" % (build_seconds, self.layout.base_rootfs))
+        build_seconds = 0.0
+        for release in sorted({item.release for item in cts}, key=lambda name: settings.RELEASES[name]):
+            seconds = rootfs.build(self.layout, self.out, release)
+            if seconds:
+                self.out("rootfs: Debian %s built in %.0f s (%s)" % (
+                    release, seconds, self.layout.base_rootfs_of(release)))
+            build_seconds += seconds
         built = [item.vmid for item in cts if self._ct(item)]
         self._known_hosts(cts)
         for item in cts:
@@ -339,11 +343,17 @@ class Lab(IncidentMixin, TeardownMixin):
         if not self.layout.pve_conf(item.vmid).exists():
             ct.write_pve_conf(self.layout, item)
             self.out("CT %d %s: config %s" % (item.vmid, item.hostname, self.layout.pve_conf(item.vmid)))
-        if not self.layout.ct_built(item.vmid).exists():
+        built = self.layout.ct_built(item.vmid).exists()
+        if built and ct.ct_release(self.layout, item.vmid) != item.release:
+            self.out("CT %d %s: declared on Debian %s, built on %s: building it again" % (
+                item.vmid, item.hostname, item.release, ct.ct_release(self.layout, item.vmid)))
+            built = False
+        if not built:
             if ct.lxc_info(self.layout, item.vmid)[0] != "stopped":
                 ct.stop(self.layout, item.vmid)
             ct.build_layer(self.layout, item, self.layout.ssh_key.with_suffix(".pub").read_text())
-            self.out("CT %d %s: built over the cached rootfs" % (item.vmid, item.hostname))
+            self.out("CT %d %s: built over the cached Debian %s (%s) rootfs" % (
+                item.vmid, item.hostname, settings.RELEASES[item.release], item.release))
             return True
         return False
 
