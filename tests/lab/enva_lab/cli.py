@@ -34,6 +34,9 @@ def _parser():
                        ("reset", "rebuild a CT from the cache in its declared as-found state")):
         command = sub.add_parser(name, help=text)
         command.add_argument("vmid", type=int)
+        if name == "reset":
+            command.add_argument("--release", help="on this Debian release's rootfs instead of the declared one "
+                                 "(trixie or bookworm; a scenario's variant: the next reset or up goes back)")
     exe = sub.add_parser("exec", help="run a command in a CT (lxc-attach): labctl exec 2017 -- ps aux")
     exe.add_argument("vmid", type=int)
     exe.add_argument("argv", nargs=argparse.REMAINDER, help="the command (after --); a login shell without one")
@@ -228,7 +231,7 @@ def main(argv=None):
         elif args.command == "stop":
             the_lab.stop(args.vmid)
         elif args.command == "reset":
-            the_lab.reset(args.vmid)
+            the_lab.reset(args.vmid, release=args.release)
         elif args.command == "exec":
             command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             the_lab.exec(args.vmid, command)

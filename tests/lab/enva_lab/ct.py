@@ -251,8 +251,8 @@ def write_lxc_config(layout, vmid):
     facts = lxcconf.HostFacts(cpus=host.cpu_count(), memsw=host.has_memsw(),
                               cgroup=2 if host.cgroup_backend() == "cgroup-v2" else 1)
     try:
-        text = lxcconf.render(vmid, config, facts, layout.base_rootfs_of(ct_release(layout, vmid)),
-                              layout.ct_delta(vmid))
+        release = ct_release(layout, vmid)
+        text = lxcconf.render(vmid, config, facts, layout.base_rootfs_of(release), layout.ct_delta(vmid), release)
     except (KeyError, ValueError) as error:
         raise LabError("%s: %s" % (layout.pve_conf(vmid), error)) from None
     path = layout.lxc_config(vmid)

@@ -441,8 +441,15 @@ class Lab(IncidentMixin, TeardownMixin):
         else:
             self.out("CT %d: already stopped" % vmid)
 
-    def reset(self, vmid):
-        """Rebuild one CT from the cache in its declared as-found state, its config back to the sample's values."""
+    def reset(self, vmid, release=None):
+        """Rebuild one CT from the cache in its declared as-found state, its config back to the sample's values;
+        ``release``: on that Debian release's rootfs instead of the declared one (``labctl up`` and the next reset
+        put the declared one back)."""
+        if release:
+            try:
+                release = settings.release_name(release, "--release")
+            except ValueError as error:
+                raise LabError(str(error)) from None
         self.preflight()
         self.require_up()
         self.lock()
@@ -460,13 +467,20 @@ class Lab(IncidentMixin, TeardownMixin):
             self.out("declared: CT %d's entry in %s restored from the sample" % (vmid, self.layout.declared))
         if ct.stop(self.layout, vmid):
             self.out("CT %d: stopped" % vmid)
+        if release and release != entry.release:
+            self.out("CT %d: on Debian %s (%s) this time; declared %s" % (
+                vmid, settings.RELEASES[release], release, entry.release))
+            entry.release = release
+        seconds = rootfs.build(self.layout, self.out, entry.release)
+        if seconds:
+            self.out("rootfs: Debian %s built in %.0f s" % (entry.release, seconds))
         ct.write_pve_conf(self.layout, entry)
         ct.build_layer(self.layout, entry, self.layout.ssh_key.with_suffix(".pub").read_text())
         self._known_hosts([item for item in self.all_declared() if self.layout.ct_built(item.vmid).exists()])
         self._ensure_running(vmid)
         if entry.is_haproxy:
             self.check_as_found(vmid)
-        self.out("CT %d: reset to its declared as-found state" % vmid)
+        self.out("CT %d: reset to its declared as-found state (Debian %s)" % (vmid, entry.release))
 
     # -- status --------------------------------------------------------------------------------
 

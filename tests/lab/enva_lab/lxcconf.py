@@ -54,10 +54,15 @@ def cpuset(cores, host):
     return "0" if count == 1 else "0-%d" % (count - 1)
 
 
-def render(vmid, config, host, lower, delta):
+# Releases whose systemd (256 and later) refuses a cgroup v1 hierarchy unless PID 1's command line (a
+# container's "kernel command line") says SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; no PVE node has v1, this host has
+LEGACY_CGROUP_FORCE = {"trixie"}
+
+
+def render(vmid, config, host, lower, delta, release=settings.RELEASE):
     """The LXC config text for CT ``vmid`` from its CtConfig ``config``.
 
-    ``lower`` is the cached rootfs and ``delta`` the CT's own overlay layer over it.
+    ``lower`` is the cached rootfs of the CT's Debian ``release`` and ``delta`` the CT's own overlay layer over it.
     """
     net = config.net(0)
     if not net.get("ip") or net.get("ip") == "dhcp":
@@ -79,6 +84,8 @@ def render(vmid, config, host, lower, delta):
         # A node confines CTs with AppArmor as PVE does; PVE's ``features: nesting=1`` (the default for new CTs
         # since PVE 7.2) is what lets a Debian 12 CT's systemd sandbox its services (else 226/NAMESPACE)
         lines += ["lxc.apparmor.profile = generated", "lxc.apparmor.allow_nesting = 1"]
+    if host.cgroup == 1 and release in LEGACY_CGROUP_FORCE:
+        lines.append("lxc.init.cmd = /sbin/init SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1")
     lines += [
         "lxc.rootfs.path = overlay:%s:%s" % (lower, delta),
         "lxc.net.0.type = veth",
