@@ -252,7 +252,7 @@ def write_lxc_config(layout, vmid):
                               cgroup=2 if host.cgroup_backend() == "cgroup-v2" else 1)
     try:
         release = ct_release(layout, vmid)
-        text = lxcconf.render(vmid, config, facts, layout.base_rootfs_of(release), layout.ct_delta(vmid), release)
+        text = lxcconf.render(vmid, config, facts, layout.base_rootfs_of(release), layout.ct_delta(vmid))
     except (KeyError, ValueError) as error:
         raise LabError("%s: %s" % (layout.pve_conf(vmid), error)) from None
     path = layout.lxc_config(vmid)

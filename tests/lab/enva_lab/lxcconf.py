@@ -54,15 +54,12 @@ def cpuset(cores, host):
     return "0" if count == 1 else "0-%d" % (count - 1)
 
 
-# Releases whose systemd (256 and later) refuses a cgroup v1 hierarchy unless PID 1's command line (a
-# container's "kernel command line") says SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; no PVE node has v1, this host has
-LEGACY_CGROUP_FORCE = {"trixie"}
-
-
-def render(vmid, config, host, lower, delta, release=settings.RELEASE):
+def render(vmid, config, host, lower, delta):
     """The LXC config text for CT ``vmid`` from its CtConfig ``config``.
 
-    ``lower`` is the cached rootfs of the CT's Debian ``release`` and ``delta`` the CT's own overlay layer over it.
+    ``lower`` is the cached rootfs (of the CT's Debian release) and ``delta`` the CT's own overlay layer over it.
+    On a cgroup v1 host (this one) a Debian 13 CT's systemd 257 boots as on v2: LXC mounts the unified hierarchy
+    next to v1 inside the CT, so it runs hybrid, which systemd 257 accepts (only a pure v1 needs its legacy flag).
     """
     net = config.net(0)
     if not net.get("ip") or net.get("ip") == "dhcp":
@@ -84,8 +81,6 @@ def render(vmid, config, host, lower, delta, release=settings.RELEASE):
         # A node confines CTs with AppArmor as PVE does; PVE's ``features: nesting=1`` (the default for new CTs
         # since PVE 7.2) is what lets a Debian 12 CT's systemd sandbox its services (else 226/NAMESPACE)
         lines += ["lxc.apparmor.profile = generated", "lxc.apparmor.allow_nesting = 1"]
-    if host.cgroup == 1 and release in LEGACY_CGROUP_FORCE:
-        lines.append("lxc.init.cmd = /sbin/init SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1")
     lines += [
         "lxc.rootfs.path = overlay:%s:%s" % (lower, delta),
         "lxc.net.0.type = veth",

@@ -85,11 +85,3 @@ def test_dhcp_is_refused_because_the_lab_has_no_dhcp_server():
 def test_veth_names():
     assert lxcconf.veth_name(2017) == "veth2017i0" and lxcconf.veth_name(101, 1) == "veth101i1"
 
-
-def test_a_trixie_ct_on_a_cgroup_v1_host_boots_its_systemd_with_the_legacy_force_flag():
-    config = pve_ct_config.parse("hostname: web\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,"
-                                 "ip=10.217.0.101/24,type=veth\n")
-    for cgroup, release, forced in ((1, "trixie", True), (1, "bookworm", False), (2, "trixie", False)):
-        text = lxcconf.render(2101, config, lxcconf.HostFacts(cpus=2, memsw=True, cgroup=cgroup), "/cache/rootfs",
-                              "/lab/ct/2101/delta", release)
-        assert ("lxc.init.cmd = /sbin/init SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1" in text) is forced, (cgroup, release)
