@@ -61,9 +61,10 @@ build() {
   ssh-keygen -q -t ed25519 -N "" -C enva-stock -f "$build/id_ed25519"
   install -d -m 700 "$root/root/.ssh"; install -m 600 "$build/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
   : >"$root/etc/machine-id"
-  local kernel; kernel=$(ls "$root"/boot/vmlinuz-* | tail -1)
+  local kernels=("$root"/boot/vmlinuz-*) initrds=("$root"/boot/initrd.img-*)
+  local kernel=${kernels[-1]}
   cp "$kernel" "$build/vmlinuz"
-  cp "$(ls "$root"/boot/initrd.img-* | tail -1)" "$build/initrd.img"
+  cp "${initrds[-1]}" "$build/initrd.img"
   rm -rf "$root/var/cache/apt/archives/"*.deb
   mkfs.ext4 -q -F -L enva-stock -d "$root" "$build/disk.img" 16G
   rm -rf "$root"
@@ -96,7 +97,9 @@ up() {
 copy() {
   local tmp; tmp=$(mktemp -d)
   git clone -q --no-local . "$tmp/enva"; git -C "$tmp/enva" checkout -q "$(git rev-parse "$ref")"
-  tar -C "$tmp" -cf - enva | ssh_vm 'rm -rf /root/enva && tar -C /root -xf -'
+  # the checkout is replaced; its .venv and .cache (make setup's) stay, as after a git pull
+  tar -C "$tmp" -cf - enva | ssh_vm 'mkdir -p /root/enva && find /root/enva -mindepth 1 -maxdepth 1 ! -name .venv \
+    ! -name .cache -exec rm -rf {} + && tar -C /root -xf -'
   rm -rf "$tmp"
   say "copied $(git rev-parse --short "$ref") to /root/enva"
 }
