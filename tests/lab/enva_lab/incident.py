@@ -147,7 +147,7 @@ class IncidentMixin:
         rejected = tasklimit.rejected_cgroups(kernel, vmid)
         task_limit = None
         if rejected and not oom_lines:
-            task_limit = tasklimit.describe(rejected, v2=host.cgroup_backend() != "v1")
+            task_limit = tasklimit.describe(rejected, v2=host.cgroup_backend() != "cgroup-v1")
             task_limit["unit_journal"] = self._unit_journal(vmid, task_limit["unit"])
         result = {
             "vmid": vmid, "qps": qps, "limit_bytes": before["limit_bytes"], "started": started,
