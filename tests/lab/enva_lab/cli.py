@@ -54,8 +54,9 @@ def _parser():
                      help="give up after this long (default %d; %d on a VM node)" % (
                          REPRODUCE_MAX_SECONDS, REPRODUCE_MAX_SECONDS_NODE))
     rep.add_argument("--stall-seconds", type=float, default=REPRODUCE_STALL_SECONDS,
-                     help="on cgroup v2, stop once the CT has been stuck at memory.high (no answer, high events "
-                     "rising) this long (default %d; 0: wait for the OOM)" % REPRODUCE_STALL_SECONDS)
+                     help="on cgroup v2, stop once the CT has been stuck at memory.high this long: high events "
+                     "rising and nothing answered, or memory PSI full avg10 over the collection's threshold with "
+                     "fewer than half answered (default %d; 0: wait for the OOM)" % REPRODUCE_STALL_SECONDS)
     rep.add_argument("--json", action="store_true", help="a JSON summary at the end")
     jo = sub.add_parser("journal", help="the CT's lifecycle journal, as journalctl -u pve-container@VMID prints it")
     jo.add_argument("vmid", type=int)

@@ -275,11 +275,11 @@ class Lab(IncidentMixin, TeardownMixin):
             return []
 
     def _dns(self):
+        # unbound's files sit where its AppArmor profile allows them, <labdir>/dns links there (enva_lab.dns)
         directory = self.layout.dns
-        directory.mkdir(parents=True, exist_ok=True)
+        dns.link_unbound_dir(directory, self.layout.root)
         conf = directory / "unbound.conf"
-        text = dns.unbound_conf(self.all_declared(), directory, self.layout.log / "unbound.log",
-                                directory / "unbound.ctl")
+        text = dns.unbound_conf(self.all_declared(), directory, directory / "unbound.log", directory / "unbound.ctl")
         pidfile = self.layout.pidfile("unbound")
         if procs.running(pidfile) and conf.exists() and conf.read_text() == text:
             return
@@ -293,7 +293,8 @@ class Lab(IncidentMixin, TeardownMixin):
         answer = None
         while answer is None:
             if not procs.running(pidfile) or time.monotonic() > deadline:
-                raise LabError("unbound did not start on %s:%d; see %s" % (server + (self.layout.log / "unbound.log",)))
+                raise LabError("unbound did not start on %s:%d; see %s, %s%s" % (
+                    server + (directory / "unbound.log", self.layout.log / "unbound.out", dns.denials_hint())))
             answer = dns.query(server, "sins." + settings.ZONE, timeout=0.5)
         self.check_dns()
         self.out("dns: unbound answers for %s on %s:%d (and refuses everything else)"

@@ -162,8 +162,7 @@ def configure(root, authorized_key):
     _symlink(root, "etc/pve", "/var/lib/enva-lab/etc/pve")
     _symlink(root, "var/lib/lxc", "/var/lib/enva-lab/lxc")
     _write(root, "etc/enva-lab-node", "%s\n" % node)
-    # The SiNS stand-in (labctl's own unbound) reads its config from the lab's directory: no profile for it
-    _symlink(root, "etc/apparmor.d/disable/usr.sbin.unbound", "/etc/apparmor.d/usr.sbin.unbound")
+    # unbound keeps Debian's AppArmor profile: labctl puts its files where the profile allows (enva_lab.dns)
     system = root / "etc" / "systemd" / "system"
     for unit in MASKED:
         for wants in system.glob("*.wants"):
