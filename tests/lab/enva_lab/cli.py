@@ -131,6 +131,8 @@ def _vm_main(args):
             print("image %s (%s, PVE %s-shaped): %s%s" % (
                 status["image"], status["release"], status["pve"], "built" if status["image_current"] else "not built",
                 " (kernel %s)" % status["kernel"] if status["kernel"] else ""))
+            if status["note"]:
+                print(status["note"])
             for node in status["nodes"]:
                 print("node %s: %s, %s, %s, ssh %s, api %s, booted in %s s" % (
                     node["name"], "running pid %d" % node["pid"] if node["running"] else "not running",

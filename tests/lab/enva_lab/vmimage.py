@@ -14,7 +14,8 @@ The two images sit side by side, ``<cache>/node-trixie`` and ``<cache>/node-book
 built under ``node-RELEASE.build`` and moved into place only when complete (the stamp written
 last): a build that crashed half-way is removed and done again. Both carry one host key (kept in
 ``<cache>/node-ssh``), so the pinned ``known_hosts`` holds for either. The single image of
-earlier versions (``<cache>/node``, Debian 12) is removed by the first build.
+earlier versions (``<cache>/node``, Debian 12) is left alone (a checkout of an earlier version may still boot
+it) and named by the build and ``vm status``.
 """
 
 import json
@@ -92,7 +93,8 @@ class Paths:
         self.initrd = self.node / "initrd.img"
         self.stamp = self.node / "stamp.json"
         self.ssh_key = self.cache / "node-ssh" / "id_ed25519"        # the lab's key for root on every node
-        self.known_hosts = self.cache / "node-ssh" / "known_hosts"   # the images' host key, alias enva-node
+        # the images' host key, alias enva-node (not ``known_hosts``: earlier versions wrote their image's key there)
+        self.known_hosts = self.cache / "node-ssh" / "known_hosts.nodes"
         self.host_key = self.cache / "node-ssh" / "ssh_host_ed25519_key"  # one host key for every image
         self.debs = self.cache / "node-debs"                         # debootstrap's package cache
         self.ct_cache = self.cache / "node-ct"                         # the CT rootfs built for the image
@@ -187,14 +189,14 @@ def host_key(paths):
     return paths.host_key
 
 
-def _remove_legacy(paths, log):
-    """The single Debian 12 image of earlier versions (``<cache>/node``): the bookworm image is built anew
-    as ``node-bookworm`` from this version's recipe, so the old one only takes 6 GiB."""
-    for old in (paths.legacy, paths.cache / "node.build"):
-        if old.exists():
-            log("node image: removing %s (earlier versions' single Debian 12 image; now node-trixie and "
-                "node-bookworm side by side)" % old)
-            shutil.rmtree(old)
+def legacy_note(paths):
+    """What to say about the single Debian 12 image of earlier versions (``<cache>/node``), or None. It is
+    not used (the bookworm image is ``node-bookworm``, from this version's recipe) and not removed here: a
+    checkout of an earlier version on the same machine still boots it."""
+    if not paths.legacy.exists():
+        return None
+    return ("note: %s is an earlier version's node image (Debian 12, about 6 GiB), not used by this one "
+            "(node-trixie, node-bookworm); rm -rf it once no checkout of an earlier version needs it" % paths.legacy)
 
 
 def build(paths, log, ct_layout=None):
@@ -204,7 +206,8 @@ def build(paths, log, ct_layout=None):
         host_key(paths)
         return 0.0
     started = time.monotonic()
-    _remove_legacy(paths, log)
+    if legacy_note(paths):
+        log(legacy_note(paths))
     if paths.build.exists():
         log("node image: removing a half-built image (%s)" % paths.build)
         shutil.rmtree(paths.build)

@@ -356,6 +356,7 @@ class Nodes:
                           "release": state.get("release"), "kernel": state.get("kernel")})
         image = vmimage.stamp(self.paths)
         return {"image": str(self.paths.image), "release": self.paths.release, "pve": self.paths.pve,
+                "note": vmimage.legacy_note(self.paths),
                 "image_current": vmimage.is_current(self.paths),
                 "image_build_seconds": image.get("seconds"), "kernel": image.get("kernel"), "nodes": nodes}
 
