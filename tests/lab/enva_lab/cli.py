@@ -145,9 +145,9 @@ def _vm_main(args):
 
 def _cluster_main(args):
     from enva_lab import vmcluster, vmimage, vmnode    # pylint: disable=import-outside-toplevel
-    out = lambda line: print(line, flush=True)          # noqa: E731
-    cluster = vmcluster.Cluster(vmnode.Nodes(paths=vmimage.Paths(release=getattr(args, "release", None)), out=out),
-                                out=out)
+    nodes = vmnode.Nodes(paths=vmimage.Paths(release=getattr(args, "release", None)),
+                         out=lambda line: print(line, flush=True))
+    cluster = vmcluster.Cluster(nodes, out=nodes.out)
     if args.cluster_command == "up":
         cluster.up()
     elif args.cluster_command == "down":

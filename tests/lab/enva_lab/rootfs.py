@@ -107,5 +107,5 @@ def build(layout, log, release=settings.RELEASE):
     shutil.rmtree(build_path)
     seconds = time.monotonic() - started
     (base / "stamp.json").write_text(json.dumps({"recipe": recipe(release), "seconds": round(seconds, 1),
-                                             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
+                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
     return seconds

@@ -84,4 +84,3 @@ def test_dhcp_is_refused_because_the_lab_has_no_dhcp_server():
 
 def test_veth_names():
     assert lxcconf.veth_name(2017) == "veth2017i0" and lxcconf.veth_name(101, 1) == "veth101i1"
-
