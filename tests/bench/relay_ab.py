@@ -19,10 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import relay_bench as rb  # noqa: E402  pylint: disable=wrong-import-position
+import relay_bench as rb
 
 NAMES = ("new", "old", "dnsdist")
 
