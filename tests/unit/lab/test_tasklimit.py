@@ -60,4 +60,3 @@ def test_a_gone_cgroup_still_names_the_unit(tmp_path):
 def test_cgroup_v1_has_a_pids_hierarchy(tmp_path):
     assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=False) == tmp_path / "pids" / "lxc" / "2017" / "ns"
     assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=True) == tmp_path / "lxc" / "2017" / "ns"
-
