@@ -92,6 +92,14 @@ up() {
     sleep 3
   done
   say "up: ssh on 127.0.0.1:$port after $((SECONDS - t0)) s (tcg, $smp vCPUs, $mem MiB); kernel $(ssh_vm uname -r)"
+  # Where this host reaches HTTPS (PyPI) through an inspecting proxy, the guest trusts the same local CAs
+  # this host added (/usr/local/share/ca-certificates); on a machine without them nothing is copied.
+  local cas=(/usr/local/share/ca-certificates/*.crt)
+  if [[ -e ${cas[0]} ]]; then
+    tar -C /usr/local/share/ca-certificates -cf - "${cas[@]##*/}" \
+      | ssh_vm 'tar -C /usr/local/share/ca-certificates -xf - && update-ca-certificates >/dev/null 2>&1'
+    say "the guest trusts this host's local CAs too (${cas[*]##*/})"
+  fi
 }
 
 copy() {
