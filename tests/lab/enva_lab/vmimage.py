@@ -71,7 +71,7 @@ def recipe(release=settings.NODE_RELEASE):
     """What the cached image is made of; an image from another recipe is rebuilt."""
     return {"release": release, "packages": list(NODE_PACKAGES), "size": IMAGE_SIZE, "masked": list(MASKED),
             "unit": PVE_CONTAINER_UNIT, "ct_rootfs": {each: rootfs.recipe(each) for each in settings.RELEASES},
-            "version": 5}
+            "version": 6}      # 6: unbound keeps Debian's AppArmor profile (no disable link)
 
 
 class Paths:
