@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Stages of `make test`, in order (each is also a target of its own).
 TEST_STAGES := lint sanity unit integration labtest molecule v2test
 
-.PHONY: help setup test lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog freeze clean
+.PHONY: help setup test lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
@@ -22,7 +22,7 @@ help:
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog: setup
+lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog: setup
 endif
 
 setup:
@@ -37,9 +37,13 @@ lint:
 sanity:
 	tools/sanity.sh
 
-# tests/unit is pure: no root, no server, no lab.
+# tests/unit is pure: no root, no server, no lab. Then the watch's alert rules (promtool check and test rules).
 unit:
 	tools/pytest.sh tests/unit
+	tools/promtool.sh
+
+promtool:
+	tools/promtool.sh
 
 # tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
 integration:

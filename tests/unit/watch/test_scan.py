@@ -164,3 +164,16 @@ def test_a_thousand_cts(tmp_path):
     assert len([key for key in m if key[0] == "enva_ct_up"]) == 1000
     assert m[("enva_ct_memory_high_events_total", 10006)] == 10006 % 7
     assert os.path.getsize(tmp_path / "state" / "state.json") > 0
+
+
+def test_promtool_check_metrics_accepts_the_textfile(tmp_path):
+    import subprocess
+    root = tmp_path / "cg"
+    make_ct(root, 2017, "v2", events={"high": 3})
+    make_ct(root, 101, "v2")
+    watch, _clock = make_watch(tmp_path, root)
+    watch.scan()
+    watch.write()
+    text = (tmp_path / "textfile" / TEXTFILE_NAME).read_text()
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
