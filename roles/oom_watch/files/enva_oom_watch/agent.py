@@ -351,8 +351,21 @@ class Watch(object):
         self.write()
 
 
+def raise_open_files(wanted=8192):
+    """One PSI trigger stays open per CT: lift the soft limit of open files toward the hard one."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    raise_open_files()
     try:
         os.makedirs(args.state_dir, mode=0o750, exist_ok=True)
     except OSError as error:
