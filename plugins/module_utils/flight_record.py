@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 
+from ansible_collections.enva.pve.plugins.module_utils import ct_census
+
 __metaclass__ = type
 
 DEFAULT_DIR = "/var/lib/enva-oom-watch/flight"
@@ -64,3 +66,32 @@ def storm_commands(record):
         commands = report.get("tasks_by_command") or []
     return [{"name": item.get("name"), "count": item.get("count", 0), "rss_kb": item.get("rss_kb", 0)}
             for item in commands if isinstance(item, dict)]
+
+
+def summarize(records, top=3):
+    """What ``lxc_oom_evidence`` reports of a CT's flight records: ``{"records": [...], "cause": str}``, or None
+    when there are none. ``cause`` names the record with the most processes of one command, as a fork storm
+    when it is one (ct_census's thresholds), so an incident is named after its CT restarted."""
+    if not records:
+        return None
+    entries = []
+    best = None
+    for record in records:
+        commands = storm_commands(record)
+        census = record.get("census") or {}
+        total = census.get("processes") or sum(item["count"] for item in commands)
+        entries.append({"file": record.get("file"), "time": record.get("time"), "reason": record.get("reason"),
+                        "processes": total, "top_commands": commands[:top],
+                        "cgroup_version": record.get("cgroup_version")})
+        if commands and (best is None or commands[0]["count"] > best[0]["count"]):
+            best = (commands[0], total, record)
+    cause = None
+    if best is not None:
+        command, total, record = best
+        where = "in the watch's flight record of %s (%s)" % (record.get("time"), record.get("reason"))
+        cause = ct_census.fork_storm_reason(command["name"], command["count"], total, where)
+        if cause is None:
+            cause = "%s recorded by the watch at %s; most processes: %s x%s of %s" % (
+                record.get("reason"), record.get("time"), command["name"], "{:,}".format(command["count"]),
+                "{:,}".format(total))
+    return {"records": entries, "cause": cause}
