@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The oom_watch scenario's monitoring stack on loopback, started and stopped by PID.
+"""A Prometheus stack on loopback for the watch (molecule oom_watch, make bench), started and stopped by PID.
 
-    stack.py start|stop|status --dir DIR --rules RULES --textfile TEXTFILE [--agent LAUNCHER]
+    prom_stack.py start|stop|status --dir DIR --rules RULES --textfile TEXTFILE [--agent LAUNCHER]
 start: Debian's prometheus-node-exporter (textfile collector only, on TEXTFILE), prometheus (scrape and
 rule evaluation every second, the collection's RULES, alerting to alertmanager), prometheus-alertmanager
-(one webhook receiver, no clustering) and the test's receiver.py, each with its own port and data
+(one webhook receiver, no clustering) and the test's webhook_receiver.py, each with its own port and data
 directory under DIR, PID files DIR/NAME.pid; waits until each answers. agent-start / agent-stop run the
 watch's launcher the same way (the lab host's PID 1 is not systemd). stop: SIGTERM by PID, then SIGKILL.
 """
@@ -18,7 +18,9 @@ import sys
 import time
 import urllib.request
 
-PORTS = {"node_exporter": 19100, "prometheus": 19090, "alertmanager": 19093, "receiver": 19094}
+# Loopback ports; ENVA_PROM_STACK_PORT_BASE moves them all (the bench uses another base than molecule).
+BASE = int(os.environ.get("ENVA_PROM_STACK_PORT_BASE", "19090"))
+PORTS = {"prometheus": BASE, "alertmanager": BASE + 3, "receiver": BASE + 4, "node_exporter": BASE + 10}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -46,7 +48,7 @@ def configs(directory, rules):
 
 def commands(directory, textfile, agent):
     return {
-        "receiver": [sys.executable, os.path.join(HERE, "receiver.py"), "--listen",
+        "receiver": [sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--listen",
                      "127.0.0.1:%d" % PORTS["receiver"], "--out", os.path.join(directory, "posts.jsonl")],
         "alertmanager": ["prometheus-alertmanager", "--config.file", os.path.join(directory, "alertmanager.yml"),
                          "--storage.path", os.path.join(directory, "alertmanager-data"),

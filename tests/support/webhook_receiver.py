@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The test's Alertmanager webhook receiver: every POST body, with the time it arrived, as one JSON line.
 
-    receiver.py --listen 127.0.0.1:PORT --out posts.jsonl
+    webhook_receiver.py --listen 127.0.0.1:PORT --out posts.jsonl
 Loopback only; stdlib only; stops on SIGTERM.
 """
 
