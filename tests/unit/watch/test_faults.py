@@ -57,6 +57,7 @@ def test_kmsg_kills_counted_per_ct_even_after_the_cgroup_is_gone(tmp_path):
     make_ct(root, 2017, "v1", pids=[os.getpid()])
     path = kmsg_file(tmp_path, [])
     watch, _clock = make_watch(tmp_path, root, kmsg=path, extra=["--flight-cooldown", "0"])
+    watch.start_time = 0                                        # the capture's kills happen after the start
     watch.scan()
     remove_ct(root, 2017, "v1")                                 # the CT stopped before the log was read
     watch.scan()
@@ -219,3 +220,15 @@ def test_a_corrupt_state_file_starts_from_zero(tmp_path):
     state = State(str(path))
     state.load()
     assert state.cts == {} and "state.json" in state.load_error
+
+
+def test_kills_replayed_from_the_ring_buffer_at_start_are_counted_not_recorded(tmp_path):
+    root = tmp_path / "cg"
+    make_ct(root, 2017, "v1")
+    watch, _clock = make_watch(tmp_path, root, kmsg=kmsg_file(tmp_path, storm_records()))
+    watch.start_time = 1e12                                     # every kill in the buffer is older than the agent
+    assert watch.follow_kmsg() == 2
+    watch.scan()
+    watch.write()
+    assert metrics(tmp_path)[("enva_ct_oom_kills_total", 2017)] == 2
+    assert not list((tmp_path / "state" / "flight").glob("*oom_kill*"))

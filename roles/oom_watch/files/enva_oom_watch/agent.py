@@ -28,6 +28,7 @@ from enva_oom_watch.state import State
 
 TEXTFILE_DIRS = ("/var/lib/prometheus/node-exporter", "/var/lib/node_exporter")
 TEXTFILE_NAME = "enva_oom_watch.prom"
+REPLAY_SLACK = 5.0
 AGENT_TOTALS = ("scan_errors", "write_errors", "kmsg_lost", "kmsg_overruns", "host_kills", "flight_records")
 
 
@@ -144,8 +145,10 @@ class Watch(object):
             counters.last_kill = {"name": kill["name"], "pid": kill["pid"], "epoch": kill["epoch"]}
             if counters.last_seen is None:
                 counters.last_seen = self._wall()
-            self.flight(vmid, "oom_kill", {"victim": counters.last_kill, "event": kill["event"],
-                                           "attributed_by": kill["attributed_by"]})
+            if kill["epoch"] is None or kill["epoch"] >= self.start_time - REPLAY_SLACK:
+                # a kill replayed from the ring buffer at start says nothing of the CT now: counted, not recorded
+                self.flight(vmid, "oom_kill", {"victim": counters.last_kill, "event": kill["event"],
+                                               "attributed_by": kill["attributed_by"]})
         return len(kills)
 
     def flight(self, vmid, reason, detail=None):
@@ -383,6 +386,7 @@ def main(argv=None):
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_write)
     watch = Watch(args)
+    watch.version = discover(args.cgroup_root)[0]
     log("watching %s (%s) every %gs; textfile %s; state %s; flight records %s; kernel log %s" % (
         args.cgroup_root, watch.version or "no memory cgroup yet", args.interval,
         os.path.join(args.textfile_dir, TEXTFILE_NAME), args.state_dir, args.flight_dir, args.kmsg or "off"))
