@@ -179,8 +179,9 @@ def markdown(rows, latency, measure):
         "| stall start -> textfile | textfile -> in Prometheus | Prometheus -> alert received (rule `for: 10s`) "
         "| stall start -> alert |",
         "|---:|---:|---:|---:|",
-        "| {} s | {} s | {} s | {} s |".format(latency.get("stall_to_textfile_s"), latency.get("textfile_to_scraped_s"),
-                                             latency.get("scraped_to_alert_s"), latency.get("stall_to_alert_s")),
+        "| {} s | {} s | {} s | {} s |".format(
+            latency.get("stall_to_textfile_s"), latency.get("textfile_to_scraped_s"),
+            latency.get("scraped_to_alert_s"), latency.get("stall_to_alert_s")),
     ]
     return "\n".join(lines)
 

@@ -63,8 +63,8 @@ def make_ct(root, vmid, version="v2", *, current=100 * MIB, limit=512 * MIB, hig
             "memory.usage_in_bytes": current, "memory.limit_in_bytes": limit, "memory.failcnt": failcnt,
             "memory.memsw.usage_in_bytes": current + swap, "memory.memsw.limit_in_bytes": limit + swap_max,
             "memory.oom_control": "oom_kill_disable 0\nunder_oom %d\noom_kill %d" % (under_oom, oom_kill),
-            "memory.stat": "cache %d\nrss %d\ntotal_cache %d\ntotal_rss %d" % (file, current - file, file,
-                                                                            current - file)})
+            "memory.stat": "cache %d\nrss %d\ntotal_cache %d\ntotal_rss %d" % (
+                file, current - file, file, current - file)})
         (path / "tasks").write_text("".join("%d\n" % n for n in range(tasks)))
     files["cgroup.procs"] = "".join("%d\n" % pid for pid in pids)
     for name, value in files.items():

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A Prometheus stack on loopback for the watch (molecule oom_watch, make bench), started and stopped by PID.
 
     prom_stack.py start|stop|status --dir DIR --rules RULES --textfile TEXTFILE [--agent LAUNCHER]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The test's Alertmanager webhook receiver: every POST body, with the time it arrived, as one JSON line.
 
     webhook_receiver.py --listen 127.0.0.1:PORT --out posts.jsonl

@@ -105,7 +105,7 @@ def test_the_agent_as_a_process_stops_on_sigterm(tmp_path):
          "--state-dir", str(tmp_path / "state"), "--kmsg", "", "--interval", "60", "--max-seconds", "120"],
         env=env, stderr=subprocess.PIPE, text=True)
     prom = textfile / "enva_oom_watch.prom"
-    for _ in range(200):
+    for _attempt in range(200):
         if prom.exists():
             break
         time.sleep(0.05)

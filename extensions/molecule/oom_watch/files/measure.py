@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the oom_watch scenario measures and asserts on: alerts at the receiver, series in Prometheus, flight
 records on disk. Prints one JSON object; exit 1 when what was waited for did not come.
 
@@ -64,7 +63,7 @@ def incident(args):
                 break
         else:
             time.sleep(0.5)
-    records = [record for record in read_records(args.flight, vmid=args.vmid, since=args.since)]
+    records = list(read_records(args.flight, vmid=args.vmid, since=args.since))
     kills = [record for record in records if record.get("reason") == "oom_kill"
              and (record.get("detail") or {}).get("victim")]
     onset = min((record["detail"]["victim"]["epoch"] for record in kills

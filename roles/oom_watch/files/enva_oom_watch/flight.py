@@ -103,4 +103,3 @@ class Recorder(object):
             except OSError:
                 pass
             total -= sizes[oldest]
-

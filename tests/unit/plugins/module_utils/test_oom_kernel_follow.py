@@ -24,8 +24,8 @@ def as_kmsg(name):
 
 
 def test_kmsg_fields():
-    assert kmsg_fields("6,1234,6463511270,-;socat invoked oom-killer: x\n") == (1234, 6463511270,
-                                                                               "socat invoked oom-killer: x")
+    assert kmsg_fields("6,1234,6463511270,-;socat invoked oom-killer: x\n") == (
+        1234, 6463511270, "socat invoked oom-killer: x")
     assert kmsg_fields("4,7,1,c,caller=T12;msg") == (7, 1, "msg")
     assert kmsg_fields(" SUBSYSTEM=memory") is None
     assert kmsg_fields("[ 1.0] dmesg form") is None

@@ -34,8 +34,8 @@ def test_a_stopped_ct_is_named_by_its_flight_record(tmp_path):
     result = lxc_oom_evidence.gather(params(tmp_path), lambda argv: (1, "", "unused"))
     report = result["cts"]["2017"]
     assert report["counters"] is None                                    # not running now
-    assert report["flight"]["records"][0]["top_commands"][0] == {"name": "socat", "count": 1361,
-                                                                  "rss_kb": 3_100_000}
+    top = report["flight"]["records"][0]["top_commands"][0]
+    assert top == {"name": "socat", "count": 1361, "rss_kb": 3_100_000}
     cause = report["verdict"]["likely_cause"]
     assert cause.startswith("socat fork storm: 1,361 socat processes in the watch's flight record of ")
     assert "(oom_kill)" in cause
