@@ -171,7 +171,8 @@ def main():
             time.sleep(4)
             sampler.start()
             time.sleep(3)
-            incident = json.loads(labctl("reproduce", "--json").stdout)
+            lines = labctl("reproduce", "--json").stdout.splitlines()
+            incident = json.loads("\n".join(lines[lines.index("{"):]))     # progress lines, then the JSON
             labctl("start", str(VMID))
             restart_at = time.time()
             time.sleep(20)
