@@ -232,3 +232,21 @@ def test_kills_replayed_from_the_ring_buffer_at_start_are_counted_not_recorded(t
     watch.write()
     assert metrics(tmp_path)[("enva_ct_oom_kills_total", 2017)] == 2
     assert not list((tmp_path / "state" / "flight").glob("*oom_kill*"))
+
+
+def test_a_cgroup_oom_kill_counted_before_the_kernel_lines_leaves_the_record_to_them(tmp_path):
+    root = tmp_path / "cg"
+    make_ct(root, 2017, "v1", oom_kill=0)
+    path = kmsg_file(tmp_path, [])
+    watch, clock = make_watch(tmp_path, root, kmsg=path)
+    watch.start_time = 0
+    watch.follow_kmsg()
+    watch.scan()
+    make_ct(root, 2017, "v1", oom_kill=2)                      # the scan sees the counter first
+    clock.tick(1)
+    watch.scan()
+    assert not list((tmp_path / "state" / "flight").glob("*oom_kill*"))
+    kmsg_file(tmp_path, storm_records())
+    watch.follow_kmsg()
+    (record,) = list((tmp_path / "state" / "flight").glob("*oom_kill*"))
+    assert json.loads(record.read_text())["detail"]["victim"]["name"]

@@ -198,7 +198,9 @@ class Watch(object):
             if storm and not self.storm.get(vmid):
                 self.flight(vmid, "fork_storm", {"tasks": sample.tasks, "window_seconds": self.args.storm_window})
             self.storm[vmid] = storm
-        if increases.get("oom_kill") or increases.get("oom_group_kill"):
+        if (increases.get("oom_kill") or increases.get("oom_group_kill")) and (self.kmsg is None or self.kmsg.errors):
+            # without the kernel log the cgroup's counter is the only sign; with it, the kill's own record
+            # (victim, task dump) is written as it is printed, and this one would take its cooldown
             self.flight(vmid, "oom_kill", {"cgroup_oom_kills": increases})
 
     def scan(self):
