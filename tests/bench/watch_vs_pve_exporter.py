@@ -84,6 +84,15 @@ class Sampler(threading.Thread):
             self.stop.wait(max(0.0, 1.0 - (time.time() - at)))
 
 
+def first_rise(samples, side, name):
+    """When the value first went above the first one sampled (a counter may start above 0)."""
+    values = [(sample["t"], sample[side][name]) for sample in samples if isinstance(sample[side].get(name), (int, float))]
+    for at, value in values:
+        if value > values[0][1]:
+            return at
+    return None
+
+
 def first_time(samples, side, name, test):
     for sample in samples:
         value = sample[side].get(name)
@@ -93,7 +102,7 @@ def first_time(samples, side, name, test):
 
 
 def peak(samples, side, name):
-    values = [sample[side][name] for sample in samples if isinstance(sample[side].get(name), float)]
+    values = [sample[side][name] for sample in samples if isinstance(sample[side].get(name), (int, float))]
     return max(values) if values else None
 
 
@@ -108,7 +117,7 @@ def table(samples, incident, restart_at, flight):
     last = samples[-1]
     down_pve = first_time(samples, "pve", "pve_up", lambda v: v == 0)
     down_watch = first_time(samples, "watch", "enva_ct_up", lambda v: v == 0)
-    kill_watch = first_time(samples, "watch", "enva_ct_oom_kills_total", lambda v: v > 0)
+    kill_watch = first_rise(samples, "watch", "enva_ct_oom_kills_total")
     socat = max([item["count"] for record in flight for item in storm_commands(record) if item["name"] == "socat"]
                 or [0])
     rows = [
@@ -120,8 +129,9 @@ def table(samples, incident, restart_at, flight):
                                               mib(peak(samples, "watch", "enva_ct_memory_limit_bytes")),
                                               mib(peak(samples, "watch", "enva_ct_memory_page_cache_bytes")))),
         ("OOM kills in the CT", "nothing (no such series)",
-         "`enva_ct_oom_kills_total` %d, cgroup `oom_kill` %d; first seen %s s after the OOM" % (
-             last["watch"].get("enva_ct_oom_kills_total", 0),
+         "`enva_ct_oom_kills_total` +%d, cgroup `oom_kill` %d (v1 counts a nested cgroup's kill there only); "
+         "in the textfile %s s after the OOM" % (
+             last["watch"].get("enva_ct_oom_kills_total", 0) - samples[0]["watch"].get("enva_ct_oom_kills_total", 0),
              last["watch"].get("enva_ct_memory_oom_kill_events_total", 0),
              "%.1f" % (kill_watch - oom_at) if kill_watch else "-")),
         ("limit hits (v1 failcnt / v2 max events)", "nothing",
@@ -188,6 +198,9 @@ def main():
         if errors:
             print("bench: the exporter failed %d of %d scrapes: %s; %s" % (
                 len(errors), len(sampler.samples), errors[0], (tmp / "exporter.log").read_text()[-500:]))
+    Path(ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "watch_vs_pve_exporter.json").write_text(json.dumps(
+        {"incident": incident, "samples": sampler.samples}, indent=1, default=str))
     lines = table(sampler.samples, incident, restart_at, flight)
     body = "\n".join([
         "Measured with `tests/bench/watch_vs_pve_exporter.py` on the host lab (cgroup v1) during one "

@@ -71,9 +71,10 @@ def incident(args):
     samples = query('enva_ct_oom_kills_total{vmid="%d"}[15m]' % args.vmid)
     first_metric = None
     for series in samples:
-        for stamp, value in series["values"]:
-            if float(value) > 0 and float(stamp) >= args.since:
-                first_metric = float(stamp) if first_metric is None else min(first_metric, float(stamp))
+        values = [(float(stamp), float(value)) for stamp, value in series["values"] if float(stamp) >= args.since]
+        for stamp, value in values:
+            if value > values[0][1]:          # the counter may start above 0 (kills earlier in this boot)
+                first_metric = stamp if first_metric is None else min(first_metric, stamp)
                 break
     socat = max([item["count"] for record in records for item in storm_commands(record) if item["name"] == "socat"]
                 or [0])
