@@ -37,9 +37,10 @@ lint:
 sanity:
 	tools/sanity.sh
 
-# tests/unit is pure: no root, no server, no lab. Then the watch's alert rules (promtool check and test rules).
+# tests/unit is pure: no root, no server, no lab; so are tests/bench/test_*.py (the benchmarks' own arithmetic).
+# Then the watch's alert rules (promtool check and test rules).
 unit:
-	tools/pytest.sh tests/unit
+	tools/pytest.sh tests/unit tests/bench
 	tools/promtool.sh
 
 promtool:
