@@ -31,9 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(HERE))
 
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support and the collection on sys.path
 import sections  # noqa: E402
 from support.cgroup_tree import AGENT_HOME, make_ct, make_root  # noqa: E402
 

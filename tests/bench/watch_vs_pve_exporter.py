@@ -28,10 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / ".cache" / "collections"))
 
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support and the collection on sys.path
 import sections  # noqa: E402
 from support.cgroup_tree import AGENT_HOME  # noqa: E402
 

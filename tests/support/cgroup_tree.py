@@ -8,18 +8,11 @@ away as PVE does when the CT stops. A tree is marked v2 by ``cgroup.controllers`
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENT_HOME = ROOT / "roles" / "oom_watch" / "files"
+AGENT_HOME = ROOT / "roles" / "oom_watch" / "files"     # PYTHONPATH of the agent run as a process
 MIB = 1 << 20
-
-
-def agent_on_path():
-    """Put the watch's package (roles/oom_watch/files/enva_oom_watch) on sys.path, as the role ships it."""
-    if str(AGENT_HOME) not in sys.path:
-        sys.path.insert(0, str(AGENT_HOME))
 
 
 def make_root(root, version):

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.cgroup_tree import agent_on_path
-
-agent_on_path()
-from enva_oom_watch.agent import TEXTFILE_NAME, Watch, parse_args  # noqa: E402
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.agent import TEXTFILE_NAME, Watch, parse_args
 
 
 class Clock:

@@ -15,10 +15,10 @@ import pytest
 from support.cgroup_tree import AGENT_HOME, MIB, make_ct, remove_ct
 from support.watch_fixtures import make_watch, metrics
 
-from enva_oom_watch import atomic
-from enva_oom_watch.agent import TEXTFILE_NAME
-from enva_oom_watch.kmsg import KmsgFollower
-from enva_oom_watch.state import State
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch import atomic
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.agent import TEXTFILE_NAME
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.kmsg import KmsgFollower
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.state import State
 
 KERNEL = Path(__file__).resolve().parents[2] / "unit" / "fixtures" / "kernel"
 _MONO = re.compile(r"^\[\s*(\d+)\.(\d+)\] ?(.*)$")
@@ -159,7 +159,6 @@ def test_missing_textfile_directory(tmp_path):
 
 KILLER = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from enva_oom_watch.atomic import write_atomic
 body = "".join("enva_x{vmid=\\"%d\\"} %d\\n" % (i, i) for i in range(20000))
 n = 0
@@ -173,7 +172,8 @@ while True:
 def test_kill_9_mid_write_never_leaves_a_half_file_for_node_exporter(tmp_path, delay):
     target = tmp_path / "textfile" / "x.prom"
     target.parent.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", KILLER, str(AGENT_HOME), str(target)])
+    child = subprocess.Popen([sys.executable, "-c", KILLER, str(AGENT_HOME), str(target)],
+                             env=dict(os.environ, PYTHONPATH=str(AGENT_HOME)))
     try:
         child.wait(timeout=delay)
     except subprocess.TimeoutExpired:

@@ -13,8 +13,8 @@ from support.cgroup_tree import AGENT_HOME, ROOT, make_ct
 from support.watch_fixtures import make_watch, metrics
 
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import read_records, storm_commands
-from enva_oom_watch.flight import Recorder
-from enva_oom_watch.psi import Triggers
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.flight import Recorder
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.psi import Triggers
 
 
 def test_fork_storm_writes_a_census_while_the_ct_runs(tmp_path):

@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.cgroup_tree import MIB, make_ct, make_root, remove_ct
 from support.watch_fixtures import make_watch, metrics
 
-from enva_oom_watch.agent import TEXTFILE_NAME
-from enva_oom_watch.sample import discover, read_ct
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.agent import TEXTFILE_NAME
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.sample import discover, read_ct
 
 
 def test_v2_ct_metrics(tmp_path):

@@ -10,7 +10,7 @@ _HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _HOME not in sys.path:
     sys.path.insert(0, _HOME)
 
-from enva_oom_watch.agent import main  # noqa: E402
+from enva_oom_watch.agent import main  # noqa: E402  (run as python3 -m enva_oom_watch)
 
 if __name__ == "__main__":
     sys.exit(main())

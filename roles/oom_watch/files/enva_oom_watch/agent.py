@@ -17,14 +17,14 @@ import socket
 import sys
 import time
 
-from enva_oom_watch import VERSION
-from enva_oom_watch.atomic import clean_temp, write_atomic
-from enva_oom_watch.flight import Recorder
-from enva_oom_watch.kmsg import KmsgFollower, boot_id
-from enva_oom_watch.metrics import render
-from enva_oom_watch.psi import Triggers
-from enva_oom_watch.sample import discover, read_ct
-from enva_oom_watch.state import State
+from . import VERSION
+from .atomic import clean_temp, write_atomic
+from .flight import Recorder
+from .kmsg import KmsgFollower, boot_id
+from .metrics import render
+from .psi import Triggers
+from .sample import discover, read_ct
+from .state import State
 
 TEXTFILE_DIRS = ("/var/lib/prometheus/node-exporter", "/var/lib/node_exporter")
 TEXTFILE_NAME = "enva_oom_watch.prom"

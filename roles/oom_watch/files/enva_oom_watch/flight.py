@@ -17,7 +17,7 @@ import time
 from ansible_collections.enva.pve.plugins.module_utils import cgroup_memory, ct_census
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import list_records, record_name
 
-from enva_oom_watch.atomic import clean_temp, write_atomic
+from .atomic import clean_temp, write_atomic
 
 FORMAT = 1
 COMMANDS_KEPT = 40

@@ -14,7 +14,7 @@ truncated by a crash before rename existed, not JSON) starts the agent from zero
 import json
 import os
 
-from enva_oom_watch.atomic import write_atomic
+from .atomic import write_atomic
 
 FORMAT = 1
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 
-from support.cgroup_tree import agent_on_path, make_ct
+from support.cgroup_tree import make_ct
 
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import summarize
 from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence
-
-agent_on_path()
-from enva_oom_watch.flight import Recorder  # noqa: E402
+from ansible_collections.enva.pve.roles.oom_watch.files.enva_oom_watch.flight import Recorder
 
 STORM = {"event": {"tasks_by_command": [{"name": "socat", "count": 1361, "rss_kb": 3_100_000},
                                         {"name": "haproxy", "count": 2, "rss_kb": 9000}]}}

@@ -6,7 +6,7 @@ import copy
 
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import summarize
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import cluster, node_evidence
+from support.audit_inputs import cluster, node_evidence
 
 RECORD = {"vmid": 101, "reason": "stall", "time": "2026-12-06T14:00:00Z", "census": None,
           "detail": {"event": {"tasks_by_command": [{"name": "socat", "count": 800, "rss_kb": 1},
