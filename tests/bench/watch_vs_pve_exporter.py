@@ -137,8 +137,10 @@ def table(samples, incident, restart_at, flight):
         ("tasks (the fork storm)", "nothing", "`enva_ct_tasks` up to %d" % (peak(samples, "watch", "enva_ct_tasks") or 0)),
         ("what filled it, after the CT stopped", "nothing",
          "flight record: %d socat processes (%d records)" % (socat, len(flight))),
-        ("the CT down", "`pve_up` 0 %s s after the OOM" % ("%.1f" % (down_pve - oom_at) if down_pve else "never seen"),
-         "`enva_ct_up` 0 %s s after the OOM" % ("%.1f" % (down_watch - oom_at) if down_watch else "never seen")),
+        ("the CT down", ("`pve_up` 0 %.1f s after the OOM" % (down_pve - oom_at)) if down_pve
+         else "`pve_up` never 0 in the 1 s samples",
+         ("`enva_ct_up` 0 %.1f s after the OOM" % (down_watch - oom_at)) if down_watch
+         else "`enva_ct_up` never 0 in the 1 s samples"),
         ("20 s after the CT started again", "usage %s, nothing of the incident" % mib(last["pve"].get(
             "pve_memory_usage_bytes")), "`enva_ct_oom_kills_total` still %d (monotonic across the restart)" %
          last["watch"].get("enva_ct_oom_kills_total", 0)),
