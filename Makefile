@@ -12,7 +12,7 @@ TEST_STAGES := lint sanity unit integration labtest molecule v2test
 # VM nodes are PVE 9-shaped (Debian 13 trixie) unless PVE=8 (Debian 12 bookworm): make v2test PVE=8
 PVE ?= 9
 
-.PHONY: help setup test lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog freeze clean
+.PHONY: help setup test lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
@@ -26,7 +26,7 @@ help:
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog: setup
+lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog: setup
 endif
 
 setup:
@@ -42,8 +42,13 @@ sanity:
 	tools/sanity.sh
 
 # tests/unit is pure: no root, no server, no lab; so are tests/bench/test_*.py (the benchmarks' own arithmetic).
+# Then the watch's alert rules (promtool check and test rules).
 unit:
 	tools/pytest.sh tests/unit tests/bench
+	tools/promtool.sh
+
+promtool:
+	tools/promtool.sh
 
 # tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
 integration:
