@@ -3,11 +3,13 @@
 1. ``labctl up`` (builds the lab the first time; the rootfs build is about a minute);
    CT 2017 back to its as-found state when an earlier run changed it (``labctl reset 2017``).
 2. The incident: ``labctl reproduce`` floods CT 2017 as found (socat forwarder, 1024 MiB) from
-   fresh source ports until the kernel OOM-kills in /lxc/2017 and the CT goes down.
+   fresh source ports until the kernel OOM-kills in /lxc/2017 (on a cgroup v2 host, after the stall at
+   memory.high it runs through). The rate is sized to the host: one query per process it forks a second
+   (measured), 50 to 2,000 q/s; the demo says what it measured and used.
 3. ``labctl start 2017`` brings it back (as PVE does), still as found.
 4. The fix: ``ansible-playbook -i inventories/lab playbooks/haproxy_dns.yml``.
 5. The same flood rate again, for longer: ``labctl flood``.
-6. A before/after table, and the time since ``make demo`` began.
+6. A before/after table (with the cgroup version it ran on), and the time since ``make demo`` began.
 
 Holds /run/enva-lab.lock (the lab is shared) for the whole run, unless a process that started
 this one holds it already (``flock /run/enva-lab.lock make demo``). Leaves the lab up.
@@ -26,6 +28,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "lab"))
+from enva_lab import flood as lab_flood          # noqa: E402  pylint: disable=wrong-import-position
 LABCTL = ROOT / "tests" / "lab" / "labctl"
 SAMPLE = ROOT / "tests" / "lab" / "enva.yaml"
 INVENTORY = ROOT / "inventories" / "lab"
@@ -36,6 +40,7 @@ VMID = 2017
 MIB = 1024 * 1024
 AFTER_MIN_SECONDS = 60          # the flood after the fix runs at least this long ...
 AFTER_MAX_SECONDS = 120         # ... and at most this long (3x the time the incident took)
+INCIDENT_MAX_SECONDS = 600      # the flood of the incident gives up after this long (a stall can last minutes)
 
 
 class DemoError(Exception):
@@ -221,6 +226,9 @@ def as_found():
 
 # -- the demo -------------------------------------------------------------------------------------
 
+CGROUP_NAMES = {"cgroup-v1": "v1 (memory controller; PVE 6 and older)", "cgroup-v2": "v2 (unified; PVE 7, 8 and 9)"}
+
+
 def mib(value):
     return "-" if value is None else "%.1f MiB" % (value / MIB)
 
@@ -255,8 +263,21 @@ def main():
         say("CT %d is not as the incident found it (%s): labctl reset %d" % (VMID, reason, VMID))
         _code, _data, timings["reset"] = run([LABCTL, "reset", str(VMID)])
 
-    banner("2/5 the incident: flood CT %d as found (socat forwarder, 1024 MiB) from fresh source ports" % VMID)
-    _code, incident, timings["reproduce"] = run([LABCTL, "reproduce", "--json"], capture_json=True, check=False)
+    forks = lab_flood.fork_rate()
+    qps = lab_flood.sized_qps(forks)
+    banner("2/5 the incident: flood CT %d as found (socat forwarder, 1024 MiB) from fresh source ports at %d q/s "
+           "(this host forks %.0f processes a second: one query per fork, %d to %d q/s)"
+           % (VMID, qps, forks, lab_flood.SIZED_MIN_QPS, lab_flood.SIZED_MAX_QPS))
+    # On cgroup v2 the CT stalls at memory.high first; the demo runs through the stall to the kill
+    _code, incident, timings["reproduce"] = run([LABCTL, "reproduce", "--qps", str(qps), "--stall-seconds", "0",
+                                                 "--max-seconds", str(INCIDENT_MAX_SECONDS), "--json"],
+                                                capture_json=True, check=False)
+    if incident and incident.get("task_limit") and not incident.get("oom"):
+        limit = incident["task_limit"]
+        raise DemoError("the flood did not OOM-kill CT %d as found: a task limit ended the storm first (%s, pids.max "
+                        "%s; see above). This host is too small for the incident as found: CT %d's socat children "
+                        "hit it before they fill %s" % (VMID, limit.get("unit") or limit["cgroups"][-1],
+                                                        limit.get("pids_max"), VMID, mib(incident["limit_bytes"])))
     if not incident or not incident.get("oom"):
         raise DemoError("the flood did not OOM-kill CT %d as found (see above)" % VMID)
     incident_kills = oom_kills(incident["kernel_lines"])
@@ -286,12 +307,20 @@ def main():
     counter_kills = ((after_flood.get("memory") or {}).get("oom_kill") or 0) - \
         ((before_flood.get("memory") or {}).get("oom_kill") or 0) if after_flood.get("memory") else None
 
+    stall = incident.get("stall_window") or {}
     rows = [
         ("", "before: CT %d as found" % VMID, "after: haproxy_dns.yml"),
+        ("cgroup (this host)", CGROUP_NAMES.get(incident.get("cgroup"), incident.get("cgroup") or "?"),
+         CGROUP_NAMES.get(incident.get("cgroup"), incident.get("cgroup") or "?")),
         ("memory limit", mib(incident["limit_bytes"]), mib((after_flood.get("memory") or {}).get("limit_bytes"))),
         ("DNS forwarder", "socat UDP4-LISTEN:53,fork", "enva-dns-relay (one process)"),
         ("flood", "%d q/s until the OOM (%.1f s)" % (incident["qps"], incident_seconds),
          "%d q/s for %.1f s" % (incident["qps"], flood["elapsed"])),
+        ("stall at memory.high", ("%.0f s, %s of %s answered, PSI full avg10 up to %s%%" % (
+            incident["stall_seconds"], format(stall.get("answered", 0), ","), format(stall.get("sent", 0), ","),
+            stall.get("psi_full10_max")) if incident.get("stall_seconds") else
+            "none" if incident.get("cgroup") == "cgroup-v2" else "- (cgroup v1 has no memory.high)"),
+         "none" if not flood.get("stall_seconds") else "%.0f s" % flood["stall_seconds"]),
         ("OOM kills in /lxc/%d" % VMID, "%d (kernel log)" % incident_kills,
          "%d (kernel log; cgroup counter +%s)" % (flood_kills, "?" if counter_kills is None else counter_kills)),
         ("CT state after the flood", ct_after_incident, after_flood["state"]),
@@ -305,10 +334,12 @@ def main():
     ok = flood_kills == 0 and after_flood["state"] == "running"
     total = time.time() - began
     say()
-    say("%s: %s; %dm%02ds since %s began (labctl up %.0f s, incident %.0f s, playbook %.0f s, flood %.0f s)."
+    say("%s: %s; %dm%02ds since %s began (labctl up %.0f s, incident %.0f s, playbook %.0f s, flood %.0f s); "
+        "cgroup %s, flood rate %d q/s sized from %.0f forks/s."
         % ("demo" if ok else "demo FAILED", "the fixed CT survived the same load with no OOM kill" if ok else
            "CT %d did not survive the load after the fix" % VMID, total // 60, total % 60, since,
-           timings["up"], timings["reproduce"], timings["playbook"], timings["flood"]))
+           timings["up"], timings["reproduce"], timings["playbook"], timings["flood"], incident.get("cgroup"),
+           incident["qps"], forks))
     say("The lab stays up: CT %d now runs the relay with %s. tests/lab/labctl reset %d puts it back as found; "
         "tests/lab/labctl down removes the lab." % (VMID, mib((after_flood.get("memory") or {}).get("limit_bytes")), VMID))
     say("Evidence and the playbook's summary (JSON): %s" % (LABDIR / "evidence"))

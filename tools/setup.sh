@@ -63,7 +63,7 @@ have=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))
 if [[ $have != "$proxmox_version" ]]; then
   say "community.proxmox $proxmox_version from $bundle (PyPI)"
   mkdir -p .cache/downloads
-  if ! echo "$bundle_sha256  .cache/downloads/$bundle" | sha256sum -c --quiet 2>/dev/null; then
+  if ! echo "$bundle_sha256  .cache/downloads/$bundle" | sha256sum -c --status 2>/dev/null; then
     .venv/bin/python -m pip download -q --no-deps --disable-pip-version-check -d .cache/downloads "ansible==12.3.0" \
       2> >(grep -v "^WARNING: Location .* is ignored" >&2)
     echo "$bundle_sha256  .cache/downloads/$bundle" | sha256sum -c --quiet \

@@ -89,6 +89,14 @@ options:
         (PVE 8, or a CT the map does not name) the CT's C(memory.pressure) on the node decides, as without
         this option. Values may be the API's own (JSON strings such as C("53.00"), numbers, null).
     type: dict
+  flight_dir:
+    description:
+      - The flight records of enva-oom-watch (role C(enva.pve.oom_watch)), snapshots of a CT's processes and
+        cgroup files taken when it stalled, was OOM-killed or forked fast, before its cgroup vanished.
+      - A directory that does not exist (the watch not installed) adds nothing. Records of a CT become
+        RV(cts.flight), and name the incident in C(verdict.likely_cause) when nothing else does.
+    type: path
+    default: /var/lib/enva-oom-watch/flight
 extends_documentation_fragment:
   - enva.pve.attributes
   - enva.pve.attributes.read_only
@@ -203,6 +211,11 @@ cts:
       description:
         - The CT's pressure from O(api_pressure) (C(cpu_some), C(cpu_full), C(io_some), C(io_full),
           C(memory_some), C(memory_full), percent, null where PVE gave null); null without (PVE 8).
+    flight:
+      description:
+        - The watch's flight records of the CT in the window, null without any. C(records) (C(file), C(time),
+          C(reason), C(processes), C(top_commands) with C(name), C(count), C(rss_kb)) and C(cause) (the record
+          with most processes of one command, as a fork storm when it is one).
       type: dict
     recommended_memory_mb:
       description: The memory the CT should get, in MiB; null when no limit is known.
@@ -250,6 +263,7 @@ from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import ct_c
 from ansible_collections.enva.pve.plugins.module_utils.ct_census import take_census
 from ansible_collections.enva.pve.plugins.module_utils.log_stack import read_memory_stat, summarize as logging_stack
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle, vmid_from_filename
+from ansible_collections.enva.pve.plugins.module_utils.flight_record import read_records, summarize as flight_summary
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_since
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report
@@ -445,6 +459,8 @@ def gather(params, run, now=None, page_size=4096):
     running = discover_vmids(params["cgroup_root"])
     logged = {item["vmid"] for item in kernel["events"] + lifecycle if item["vmid"] is not None
               and (since_epoch is None or item["epoch"] is None or item["epoch"] >= since_epoch)}
+    flight = read_records(params["flight_dir"], since=since_epoch) if params.get("flight_dir") else []
+    logged |= {record["vmid"] for record in flight if isinstance(record.get("vmid"), int)}
     vmids = select_vmids(params.get("vmid"), configs, running, logged, params["pve_config_dir"],
                          params["cgroup_root"])
 
@@ -460,6 +476,10 @@ def gather(params, run, now=None, page_size=4096):
     api_pressure = api_pressure_by_vmid(params.get("api_pressure"))
     reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch,
                                          api_pressure)
+    for vmid, report in reports.items():
+        report["flight"] = flight_summary([record for record in flight if record.get("vmid") == vmid])
+        if report["flight"] and not report["verdict"]["likely_cause"]:
+            report["verdict"]["likely_cause"] = report["flight"]["cause"]
     if kernel_source["kind"] == "dmesg" and any(report["partial_events"] for report in reports.values()):
         warnings.append("dmesg lost the start of some OOM reports (its ring buffer wrapped or the kernel "
                         "rate-limited them); kernel_log=journal or /var/log/kern.log keeps them whole")
@@ -489,6 +509,7 @@ def main():
             cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
             pve_config_dir=dict(type="path", default="/etc/pve/lxc"),
             api_pressure=dict(type="dict"),
+            flight_dir=dict(type="path", default="/var/lib/enva-oom-watch/flight"),
         ),
         supports_check_mode=True,
     )

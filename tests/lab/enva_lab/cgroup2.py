@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import parse_flat_keyed, parse_pressure
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+from ansible_collections.enva.pve.plugins.module_utils.oom_report import STALL_PSI_FULL_AVG10, STALL_PSI_SOME_AVG10
 from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import memory_high_bytes
 
 from enva_lab import settings
@@ -123,22 +124,55 @@ def ct_cpu_usec(vmid, base=None):
     return keyed(_read(ct_dir(vmid, base) / "cpu.stat")).get("usage_usec")
 
 
-def stall_seconds(samples, min_high=100, answered_share=0.01):
-    """How long the flood's last samples show the CT stuck at memory.high: queries sent, (almost) none
-    answered (a late answer trickles in now and then: at most ``answered_share`` of those sent, plus one),
-    and ``memory.events`` high still rising (at least ``min_high`` over the stretch). 0 when not stuck.
+def _pressed(row, psi_full, psi_some):
+    full, some = row.get("psi_full10"), row.get("psi_some10")
+    return (full is not None and full >= psi_full) or (some is not None and some >= psi_some)
 
-    ``samples`` are the flood's once-a-second ticks (``t``, ``sent``, ``answered``, ``high``)."""
+
+def stall_window(samples, min_high=100, answered_share=0.01, degraded_share=0.5,
+                 psi_full=STALL_PSI_FULL_AVG10, psi_some=STALL_PSI_SOME_AVG10):
+    """The stretch at the end of the flood's samples in which the CT is stuck at memory.high, or None.
+
+    ``samples`` are the flood's once-a-second ticks (``t``, ``sent``, ``answered``, ``high``, and on v2
+    ``psi_full10``/``psi_some10``: ``memory.pressure`` avg10). ``memory.events`` high must climb by at least
+    ``min_high`` over the stretch, and either
+
+    * ``silence`` (the bookworm VM's shape): (almost) nothing answered, at most ``answered_share`` of the
+      queries sent plus one; or
+    * ``trickle`` (the trixie VM's shape, "thrashing with 0 OOM kills"): the CT still answers now and then,
+      but ``memory.pressure`` full avg10 is at least ``psi_full`` (or some avg10 at least ``psi_some``) at
+      every tick of the stretch and fewer than ``degraded_share`` of the queries are answered.
+
+    The PSI thresholds are the collection's (``oom_report.STALL_PSI_*``, what the evidence and the audit call a
+    stall). Returns ``{"seconds", "shape", "sent", "answered", "high", "psi_full10_min", "psi_full10_max"}``."""
     rows = [row for row in samples if row.get("high") is not None]
     if len(rows) < 2:
-        return 0.0
+        return None
     last = rows[-1]
-    start = None
+    start, shape = None, None
+    pressed = last.get("state") != "down" and _pressed(last, psi_full, psi_some)
     for row in reversed(rows[:-1]):
-        if row.get("state") == "down" or \
-                last["answered"] - row["answered"] > answered_share * (last["sent"] - row["sent"]) + 1:
+        if row.get("state") == "down":
             break
-        start = row
+        sent, answered = last["sent"] - row["sent"], last["answered"] - row["answered"]
+        pressed = pressed and _pressed(row, psi_full, psi_some)
+        if answered <= answered_share * sent + 1:
+            kind = "silence"
+        elif pressed and answered < degraded_share * sent:
+            kind = "trickle"
+        else:
+            break
+        start, shape = row, kind
     if start is None or last["sent"] <= start["sent"] or last["high"] - start["high"] < min_high:
-        return 0.0
-    return round(last["t"] - start["t"], 1)
+        return None
+    window = [row for row in rows if row["t"] >= start["t"]]
+    fulls = [row["psi_full10"] for row in window if row.get("psi_full10") is not None]
+    return {"seconds": round(last["t"] - start["t"], 1), "shape": shape, "sent": last["sent"] - start["sent"],
+            "answered": last["answered"] - start["answered"], "high": last["high"] - start["high"],
+            "psi_full10_min": min(fulls) if fulls else None, "psi_full10_max": max(fulls) if fulls else None}
+
+
+def stall_seconds(samples, **rule):
+    """How long the flood's last samples show the CT stuck at memory.high (:func:`stall_window`); 0 when not."""
+    window = stall_window(samples, **rule)
+    return window["seconds"] if window else 0.0

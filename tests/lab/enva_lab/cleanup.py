@@ -62,6 +62,7 @@ def plan_down(facts, purge=False):
     * ``links``: ``{name: {"alias": ..., "kind": ...}}``;
     * ``lab_vmids``: every VMID the lab knows (configs, lxcpath, state);
     * ``cgroups``: existing cgroup directories relative to the cgroup root (``memory/lxc/2017/ns``);
+    * ``dns_dir``, ``dns_dir_exists``: the lab's unbound directory under /var/lib/unbound (enva_lab.dns);
     * ``state``: the state file's dict (``bridge_created``, ``cgroup_parents_before``, ``sysctl_before``).
     """
     state = facts.get("state") or {}
@@ -113,6 +114,9 @@ def plan_down(facts, purge=False):
         actions.append(Action("rmdir_cgroup", relative, "LXC's parent cgroup, absent before the lab (if empty)"))
     for name, value in sorted(state.get("sysctl_before", {}).items()):
         actions.append(Action("restore_sysctl", name, value))
+    if facts.get("dns_dir_exists"):
+        actions.append(Action("remove_tree", facts["dns_dir"], "the lab's unbound files (where its AppArmor profile "
+                                                               "allows them)"))
     if facts.get("labdir_exists"):
         actions.append(Action("remove_tree", facts["labdir"], "the lab directory"))
     if purge and facts.get("cache_exists"):

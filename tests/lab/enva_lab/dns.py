@@ -8,10 +8,13 @@ port, which ``do-not-query-localhost`` forbids it to use. Its statistics
 :func:`recursion_counters` reads to prove it.
 """
 
+import hashlib
 import ipaddress
+import os
 import random
 import socket
 import struct
+from pathlib import Path
 
 from enva_lab import settings
 
@@ -20,6 +23,69 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 BIG_TXT_NAME = "big.%s" % settings.ZONE
 BIG_TXT_PARTS = 8
 FLOOD_NAMES = ("www", "api", "sins", "web", "db", "mail", "haproxy", "pve1")
+
+
+UNBOUND_STATE = Path("/var/lib/unbound")
+"""Where Debian's AppArmor profile for unbound (``/etc/apparmor.d/usr.sbin.unbound``, the same in
+bookworm's 1.17.1 and trixie's 1.26.2) lets it read (``/var/lib/unbound/** r``) and write files it owns
+(``owner /var/lib/unbound/** rw``). The profile attaches to ``/usr/sbin/unbound`` wherever the kernel has
+AppArmor (Debian enables it by default); it does not allow ``/var/lib/enva-lab/**``, and the kernel denied
+the lab's unbound its config there. Its local include (``local/usr.sbin.unbound``) is meant for the site's
+admin, not for a test lab to widen a system profile, so the lab's unbound keeps to the profile instead."""
+
+
+def unbound_dir(labdir):
+    """The directory of the lab's unbound (config, log, control socket): under :data:`UNBOUND_STATE`, one per
+    lab directory. ``<labdir>/dns`` is a link to it, so every command line still names the lab directory
+    (``down`` finds a stray unbound by it) while AppArmor, which mediates the resolved path, sees
+    ``/var/lib/unbound/...``. ``labctl down`` removes it."""
+    labdir = Path(labdir)
+    if labdir == Path("/var/lib/enva-lab"):
+        return UNBOUND_STATE / "enva-lab"
+    return UNBOUND_STATE / ("enva-lab-%s" % hashlib.sha256(str(labdir).encode()).hexdigest()[:12])
+
+
+def link_unbound_dir(layout_dns, labdir):
+    """Make ``layout_dns`` (``<labdir>/dns``) a link to :func:`unbound_dir`; returns the real directory.
+    A ``dns`` directory left by an older lab is replaced (it held only unbound's generated files)."""
+    target = unbound_dir(labdir)
+    target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o755)
+    link = Path(layout_dns)
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return target
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        for child in link.iterdir():
+            child.unlink()
+        link.rmdir()
+    link.symlink_to(target)
+    return target
+
+
+def apparmor_mode(profiles=Path("/sys/kernel/security/apparmor/profiles")):
+    """The mode AppArmor holds unbound's profile in here (``enforce``, ``complain``), or None: no AppArmor,
+    or no profile loaded for it."""
+    try:
+        text = profiles.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _sep, mode = line.rpartition(" (")
+        if name in ("unbound", "/usr/sbin/unbound"):
+            return mode.rstrip(")")
+    return None
+
+
+def denials_hint(profiles=Path("/sys/kernel/security/apparmor/profiles")):
+    """What to add to "unbound did not start" when AppArmor confines it: where the kernel says what it denied."""
+    mode = apparmor_mode(profiles)
+    if mode is None:
+        return ""
+    return ("; AppArmor holds /usr/sbin/unbound in its profile 'unbound' (%s): the kernel's log names what it "
+            "denied (journalctl -k | grep 'apparmor=\"DENIED\".*profile=\"unbound\"'); the lab's files must stay "
+            "under %s" % (mode, UNBOUND_STATE))
 
 
 def ipv6_for(ip):
@@ -98,6 +164,9 @@ def unbound_conf(cts, directory, logfile, control_socket, interface=settings.DNS
         "    extended-statistics: yes",
         "    statistics-cumulative: yes",
         "    edns-buffer-size: 1232",
+        "    # unbound 1.26 (trixie) asks for a 4 MiB send buffer with SO_SNDBUFFORCE, which needs CAP_NET_ADMIN:",
+        "    # Debian's AppArmor profile denies it (a DENIED line in the kernel log). The system's default will do.",
+        "    so-sndbuf: 0",
         "    local-zone: \".\" refuse",
         "    local-zone: \"%s.\" static" % zone,
         "    local-zone: \"%s.\" static" % _reverse_zone(),

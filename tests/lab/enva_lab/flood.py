@@ -6,6 +6,7 @@ source ports and does not). The flood is bounded three ways: in time (``seconds`
 unanswered query is given up as lost).
 """
 
+import os
 import random
 import select
 import socket
@@ -31,6 +32,30 @@ class FloodStats:
     def as_dict(self):
         return {"sent": self.sent, "answered": self.answered, "lost": self.lost, "send_errors": self.send_errors,
                 "rcodes": dict(sorted(self.rcodes.items()))}
+
+
+SIZED_MIN_QPS = 50
+SIZED_MAX_QPS = 2000
+"""A flood sized to the host asks for one query per fork the host makes a second (socat forks one child per
+query; past that its listener only falls behind and the extra queries are lost), 50 to 2,000 q/s."""
+
+
+def fork_rate(seconds=1.0, at_most=20000):
+    """Processes this host forks (and reaps) a second, measured for ``seconds`` (at most ``at_most`` forks)."""
+    count = 0
+    started = time.monotonic()
+    while count < at_most and time.monotonic() - started < seconds:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        count += 1
+    return count / (time.monotonic() - started)
+
+
+def sized_qps(forks_per_second):
+    """The flood rate for a host that forks ``forks_per_second``: one query per fork, 50 to 2,000 q/s."""
+    return int(max(SIZED_MIN_QPS, min(SIZED_MAX_QPS, forks_per_second)))
 
 
 def check_bounds(qps, seconds, max_open):

@@ -9,10 +9,12 @@ import time
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 
-from enva_lab import cgroup2, ct, flood, host, journal, procs, settings
+from enva_lab import cgroup2, ct, flood, host, journal, procs, settings, tasklimit
 from enva_lab.errors import LabError
 
 _TASK_ROW = re.compile(r"kernel: \[\s*\d+\]\s")      # a row of the OOM report's task dump
+TASK_LIMIT_GRACE = 30
+"""Seconds the flood goes on after the kernel first refused a fork in the CT: long enough to see the storm end."""
 
 
 def mib_text(value):
@@ -38,11 +40,13 @@ def _room_for_sockets(max_open, spare=128):
 class IncidentMixin:
     """Flood and reproduce on :class:`enva_lab.lab.Lab` (uses its layout, state, output and CT helpers)."""
 
-    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False, stop_on_stall=None):
+    def flood(self, vmid, qps, seconds, max_open=4096, stop_on_oom=False, stop_on_stall=None, task_limit_from=None):
         """Flood a CT's port 53 from fresh sockets; prints progress each second; returns the summary.
 
         With ``stop_on_oom`` it stops at the first OOM kill (or the CT going down); with ``stop_on_stall``
-        (seconds, cgroup v2) also once the CT has been stuck at memory.high that long."""
+        (seconds, cgroup v2) also once the CT has been stuck at memory.high that long. With
+        ``task_limit_from`` (an offset in the kernel log copy) also ``TASK_LIMIT_GRACE`` s after the kernel
+        first refused a fork in the CT (a task limit, not memory, ends that storm: :mod:`enva_lab.tasklimit`)."""
         self.preflight()
         self.require_ct(vmid)
         max_open = _room_for_sockets(max_open)
@@ -52,6 +56,8 @@ class IncidentMixin:
         # The longest stretch at memory.high seen at any tick: the drain's late answers after the stop
         # must not shorten the stall that stopped the flood.
         longest_stall = [0.0]
+        stall_at_longest = [None]
+        limit_seen = {"offset": task_limit_from, "cgroups": [], "at": None}
 
         def tick(elapsed, stats, open_sockets):
             memory = host.ct_memory(vmid)
@@ -67,7 +73,17 @@ class IncidentMixin:
                               psi_full10=memory["pressure"].get("full", {}).get("avg10"))
                 v2 = ", events high %d max %d, PSI full %s%%" % (sample["high"], sample["max"], sample["psi_full10"])
             samples.append(sample)
-            longest_stall[0] = max(longest_stall[0], cgroup2.stall_seconds(samples))
+            window = cgroup2.stall_window(samples)
+            if window and window["seconds"] >= longest_stall[0]:
+                longest_stall[0], stall_at_longest[0] = window["seconds"], window
+            if limit_seen["offset"] is not None:
+                lines, limit_seen["offset"] = self._kernel_lines_from(limit_seen["offset"])
+                for cgroup in tasklimit.rejected_cgroups(lines, vmid):
+                    if cgroup not in limit_seen["cgroups"]:
+                        limit_seen["cgroups"].append(cgroup)
+                        self.out("%5.1fs  the kernel refused a fork in %s (its task limit, pids.max)" % (elapsed, cgroup))
+                if limit_seen["cgroups"] and limit_seen["at"] is None:
+                    limit_seen["at"] = elapsed
             self.out("%5.1fs  sent %6d  answered %6d  lost %6d  open %5d  CT %d: %s of %s, %d socat, "
                      "%s OOM kills%s" % (elapsed, stats.sent, stats.answered, stats.lost, open_sockets, vmid,
                                          mib_text(sample["usage_bytes"]), mib_text(memory and memory["limit_bytes"]),
@@ -80,6 +96,8 @@ class IncidentMixin:
         def stop():
             if oom_seen():
                 return True
+            if limit_seen["at"] is not None and samples and samples[-1]["t"] - limit_seen["at"] >= TASK_LIMIT_GRACE:
+                return True
             return bool(stop_on_stall) and longest_stall[0] >= stop_on_stall
 
         try:
@@ -91,7 +109,8 @@ class IncidentMixin:
         summary = {"vmid": vmid, "target": "%s:%d" % (ip, settings.DNS_PORT), "qps": qps, "seconds": seconds,
                    "elapsed": round(elapsed, 2), "achieved_qps": round(stats.sent / elapsed, 1) if elapsed else 0,
                    "memory_before_bytes": baseline.get("usage_bytes"), "memory_max_seen_bytes": max(usages or [0]),
-                   "stall_seconds": longest_stall[0], "samples": samples}
+                   "stall_seconds": longest_stall[0], "stall_window": stall_at_longest[0],
+                   "task_limit_cgroups": limit_seen["cgroups"], "samples": samples}
         summary.update(stats.as_dict())
         return summary
 
@@ -111,7 +130,8 @@ class IncidentMixin:
                  "source ports, for at most %d s" % (vmid, mib_text(before["limit_bytes"]), mib_text(before["usage_bytes"]),
                                                      qps, max_seconds))
         started = time.time()
-        summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True, stop_on_stall=stall_hold)
+        summary = self.flood(vmid, qps, max_seconds, stop_on_oom=True, stop_on_stall=stall_hold,
+                             task_limit_from=kern_offset)
         oom_lines = self._wait_kernel_lines(kern_offset, r"oom_memcg=/lxc/%d(?![\w])" % vmid, 10)   # the first report's kill
         seconds_to_oom = round(kernel_epoch(oom_lines[0]) - started, 1) if oom_lines else None
         after = host.ct_memory(vmid) or {}
@@ -124,6 +144,11 @@ class IncidentMixin:
             self._wait_journal(vmid, journal_before, 10)
         kernel = self._kernel_lines(kern_offset)
         lifecycle = ct.journal_records(self.layout, vmid)[journal_before:]
+        rejected = tasklimit.rejected_cgroups(kernel, vmid)
+        task_limit = None
+        if rejected and not oom_lines:
+            task_limit = tasklimit.describe(rejected, v2=host.cgroup_backend() != "cgroup-v1")
+            task_limit["unit_journal"] = self._unit_journal(vmid, task_limit["unit"])
         result = {
             "vmid": vmid, "qps": qps, "limit_bytes": before["limit_bytes"], "started": started,
             "oom": bool(oom_lines), "seconds_to_oom": seconds_to_oom, "ct_state": state,
@@ -132,11 +157,31 @@ class IncidentMixin:
             "memory_max_seen_bytes": summary["memory_max_seen_bytes"],
             "kernel_lines": kernel, "lifecycle": [item.get("MESSAGE", "") for item in lifecycle],
             "cgroup": host.cgroup_backend(), "stall": bool(stall_hold) and stall >= stall_hold, "stall_seconds": stall,
+            "stall_window": summary["stall_window"], "task_limit": task_limit,
             "events_before": before.get("events"), "events_after": after.get("events"),
             "pressure_after": after.get("pressure"),
         }
         self._print_reproduction(result, lifecycle)
         return result
+
+    def _kernel_lines_from(self, offset):
+        """The kernel log copy's whole lines after ``offset`` and the offset after them."""
+        if not self.layout.kern_log.exists():
+            return [], offset
+        with open(self.layout.kern_log, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+        end = data.rfind(b"\n") + 1
+        return data[:end].decode("utf-8", "replace").splitlines(), offset + end
+
+    def _unit_journal(self, vmid, unit, lines=6):
+        """The last lines the CT's journal has for ``unit`` (socat's own error), or what kept us from them."""
+        if not unit:
+            return []
+        done = ct.attach(self.layout, vmid, ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o",
+                                             "short-iso"], timeout=30, check=False)
+        text = (done.stdout or "").strip() or (done.stderr or "").strip()
+        return text.splitlines()[-lines:]
 
     def _kernel_lines(self, offset):
         if not self.layout.kern_log.exists():
@@ -191,10 +236,23 @@ class IncidentMixin:
                                                 events.get("oom_kill"), pressure.get("some", {}).get("avg10"),
                                                 pressure.get("full", {}).get("avg10")))
         if result["stall"] and not result["oom"]:
-            self.out("reproduce: CT %d STALLED at memory.high for %.0f s: no query answered, no OOM line (%d sent, "
-                     "%d answered, up to %d socat, %s seen)" % (result["vmid"], result["stall_seconds"], result["sent"],
-                                                                result["answered"], result["max_socat"],
-                                                                mib_text(result["memory_max_seen_bytes"])))
+            window = result["stall_window"] or {}
+            if window.get("shape") == "trickle":
+                how = ("%d of %d queries answered in that time (a trickle), memory.pressure full avg10 %s-%s%% "
+                       "throughout" % (window["answered"], window["sent"], window["psi_full10_min"],
+                                       window["psi_full10_max"]))
+            else:
+                how = "%d of %d queries answered in that time" % (window.get("answered", 0), window.get("sent", 0))
+            self.out("reproduce: CT %d STALLED at memory.high for %.0f s: %s, memory.events high +%d, no OOM line "
+                     "(%d sent, %d answered in all, up to %d socat, %s seen)"
+                     % (result["vmid"], result["stall_seconds"], how, window.get("high", 0), result["sent"],
+                        result["answered"], result["max_socat"], mib_text(result["memory_max_seen_bytes"])))
+        elif result.get("task_limit") and not result["oom"]:
+            limit = result["task_limit"]
+            for line in limit.get("unit_journal") or []:
+                self.out("  CT %d journal: %s" % (result["vmid"], line))
+            self.out(tasklimit.message(result["vmid"], limit, result["max_socat"],
+                                       mib_text(result["memory_max_seen_bytes"]), mib_text(result["limit_bytes"])))
         elif not result["oom"]:
             self.out("reproduce: no OOM in /lxc/%d within the flood (%d sent); raise --qps or --max-seconds"
                      % (result["vmid"], result["sent"]))

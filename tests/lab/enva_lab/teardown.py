@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from enva_lab import cleanup, declared, host, procs, settings
+from enva_lab import cleanup, declared, dns, host, procs, settings
 from enva_lab.errors import LabError
 
 
@@ -54,7 +54,9 @@ class TeardownMixin:
             if "lxc" in parts[:-1] and parts[parts.index("lxc") + 1] in names:
                 vmid = int(parts[parts.index("lxc") + 1])
                 leftovers |= {(vmid, pid) for pid in host.cgroup_pids(settings.CGROUP_ROOT / relative)}
+        dns_dir = dns.unbound_dir(layout.root)
         return {"labdir": labdir, "labdir_exists": layout.root.exists(), "cache": str(layout.cache),
+                "dns_dir": str(dns_dir), "dns_dir_exists": dns_dir.is_dir(),
                 "cache_exists": layout.cache.exists(), "processes": processes, "running_cts": running,
                 "stray_processes": strays, "ct_leftovers": sorted(leftovers), "mounts": mounts, "links": links,
                 "lab_vmids": sorted(vmids), "cgroups": cgroups, "state": state}

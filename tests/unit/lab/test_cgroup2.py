@@ -105,15 +105,18 @@ def test_stall_needs_v2_samples():
     assert cgroup2.stall_seconds([{"t": 1.0, "sent": 1, "answered": 0}]) == 0.0
 
 
-def _ticks(path):
+def _ticks(path, with_psi=False):
     """labctl flood's once-a-second lines, as captured on a VM node, back into samples."""
     import re                                     # pylint: disable=import-outside-toplevel
     rows = []
     for line in path.read_text().splitlines():
-        match = re.match(r"\s*([\d.]+)s\s+sent\s+(\d+)\s+answered\s+(\d+).*events high (\d+) max (\d+)", line)
+        match = re.match(r"\s*([\d.]+)s\s+sent\s+(\d+)\s+answered\s+(\d+).*events high (\d+) max (\d+)"
+                         r"(?:, PSI full ([\d.]+)%)?", line)
         if match:
             rows.append({"t": float(match.group(1)), "sent": int(match.group(2)), "answered": int(match.group(3)),
                          "high": int(match.group(4)), "max": int(match.group(5)), "state": "running"})
+            if with_psi and match.group(6) is not None:
+                rows[-1]["psi_full10"] = float(match.group(6))
     return rows
 
 
@@ -124,3 +127,65 @@ def test_the_stall_is_seen_in_the_flood_the_node_logged():
     assert cgroup2.stall_seconds(rows[:20]) == 0.0                       # answering at first
     stuck = next(row["t"] for index, row in enumerate(rows) if cgroup2.stall_seconds(rows[:index + 1]) >= 60)
     assert 120 < stuck < 300                       # stuck for a minute long before the OOM at 415 s
+
+
+def _stall_ticks(with_psi):
+    from enva_lab import settings                 # pylint: disable=import-outside-toplevel
+    return _ticks(settings.CHECKOUT / "tests" / "unit" / "fixtures" / "vm-node" / "stall-128m" / "flood-ticks.txt",
+                  with_psi)
+
+
+def test_the_recorded_stall_is_a_silence_and_pressure_does_not_make_it_later():
+    rows = _stall_ticks(with_psi=True)
+    first = next(index for index in range(len(rows)) if cgroup2.stall_seconds(rows[:index + 1]) >= 60)
+    window = cgroup2.stall_window(rows[:first + 1])
+    assert window["shape"] in ("silence", "trickle") and window["high"] >= 100
+    assert window["psi_full10_min"] >= 10.0           # the collection's threshold held over the whole minute
+    plain = _stall_ticks(with_psi=False)
+    assert rows[first]["t"] <= next(row["t"] for index, row in enumerate(plain)
+                                    if cgroup2.stall_seconds(plain[:index + 1]) >= 60)
+
+
+def _trickle(seconds, answered_per_s=2.15, high_per_s=400, psi_full=53.0, qps=100, warmup=30):
+    """The trixie VM's PVE 9 stall as the issue measured it over 600 s (100 q/s, 59,701 sent, 1,287 answered,
+    memory.events high 241,166, PSI full 53%): healthy for ``warmup`` s, then a trickle of answers at
+    memory.high. Built from those figures (no tick log of that run was kept)."""
+    rows = []
+    for t in range(1, seconds + 1):
+        stuck = t > warmup
+        rows.append({"t": float(t), "sent": qps * t,
+                     "answered": qps * min(t, warmup) + int(answered_per_s * max(0, t - warmup)),
+                     "high": high_per_s * max(0, t - warmup), "psi_full10": psi_full if stuck else 0.0,
+                     "psi_some10": psi_full + 20 if stuck else 0.0, "state": "running"})
+    return rows
+
+
+def test_a_trickle_under_pressure_is_a_stall_the_silence_rule_missed():
+    rows = _trickle(120)
+    window = cgroup2.stall_window(rows)
+    assert window["shape"] == "trickle" and window["seconds"] == 89.0 and window["answered"] > 61
+    # without PSI (the old rule: nothing answered) it is not a stall: the trickle is more than 1 %
+    assert cgroup2.stall_seconds([{key: value for key, value in row.items() if not key.startswith("psi")}
+                                  for row in rows]) < 60
+
+
+@pytest.mark.parametrize("change, stalled", [
+    ({}, True),
+    ({"psi_full": 9.0}, False),                   # PSI under the threshold (full 9 %, some 29 %) ...
+    ({"psi_full": 9.0, "answered_per_s": 0}, True),    # ... but answering nothing is the silence shape
+    ({"answered_per_s": 60}, False),              # 60 % answered: loaded, not stalled
+    ({"high_per_s": 0}, False),                   # memory.high not hit
+])
+def test_the_trickle_rule_needs_pressure_high_events_and_few_answers(change, stalled):
+    rows = _trickle(120, **{key: value for key, value in change.items() if key != "psi_full"},
+                    psi_full=change.get("psi_full", 53.0))
+    if "psi_full" in change:
+        for row in rows:
+            row["psi_some10"] = min(row["psi_some10"], 19.0)
+    assert (cgroup2.stall_seconds(rows) >= 60) is stalled
+
+
+def test_a_dip_in_pressure_starts_the_stretch_again():
+    rows = _trickle(120)
+    rows[99]["psi_full10"] = rows[99]["psi_some10"] = 2.0
+    assert cgroup2.stall_window(rows)["seconds"] == 19.0      # from t=101 (the tick after the dip) to 120

@@ -29,6 +29,7 @@ def full_facts(**changes):
                     "memory/lxc.monitor/2017", "memory/lxc.pivot", "pids/lxc", "pids/lxc/300", "cpu/lxc"],
         "state": {"cgroup_parents_before": ["cpu/lxc"], "sysctl_before": {"kernel.pid_max": 32768},
                   "bridge_created": True},
+        "dns_dir": "/var/lib/unbound/enva-lab", "dns_dir_exists": True,
     }
     facts.update(changes)
     return facts
@@ -62,6 +63,7 @@ def test_the_whole_lab_comes_down_in_order():
         ("rmdir_cgroup", "memory/lxc.pivot"),
         ("rmdir_cgroup", "pids/lxc"),
         ("restore_sysctl", "kernel.pid_max"),
+        ("remove_tree", "/var/lib/unbound/enva-lab"),   # unbound's files, where its AppArmor profile allows them
         ("remove_tree", LABDIR),
     ]
 
@@ -90,7 +92,7 @@ def test_after_a_failed_up_without_state_the_leftovers_still_go():
                        cgroups=["memory/lxc", "memory/lxc.monitor"])
     assert kinds(plan_down(facts)) == [("kill_process", 77), ("delete_link", "vmbr0"),
                                        ("rmdir_cgroup", "memory/lxc"), ("rmdir_cgroup", "memory/lxc.monitor"),
-                                       ("remove_tree", LABDIR)]
+                                       ("remove_tree", "/var/lib/unbound/enva-lab"), ("remove_tree", LABDIR)]
 
 
 def test_processes_left_in_a_stopped_labs_ct_cgroup_are_killed_before_its_cgroups_go():

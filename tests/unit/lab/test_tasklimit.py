@@ -1,0 +1,62 @@
+"""What ends a fork storm when memory does not: the kernel's "fork rejected by pids controller" line, the
+unit's pids.max and whether it is systemd's DefaultTasksMax of the host's threads-max (enva_lab.tasklimit)."""
+
+from __future__ import annotations
+
+from enva_lab import tasklimit
+
+LINES = [
+    "2026-12-06T10:00:01.000000+0000 enva-stock kernel: cgroup: fork rejected by pids controller in "
+    "/lxc/2017/ns/system.slice/dns-forwarder.service",
+    "2026-12-06T10:00:02.000000+0000 enva-stock kernel: cgroup: fork rejected by pids controller in "
+    "/lxc/20170/ns/system.slice/x.service",                       # another CT whose VMID starts alike
+    "2026-12-06T10:01:40.000000+0000 enva-stock kernel: cgroup: fork rejected by pids controller in "
+    "/lxc/2017/ns/system.slice/dns-forwarder.service",           # the restarted unit's new cgroup: one name
+    "2026-12-06T10:01:41.000000+0000 enva-stock kernel: vmbr0: port 1(veth2017i0) entered blocking state",
+]
+
+
+def test_only_the_cts_own_cgroups_once_each():
+    assert tasklimit.rejected_cgroups(LINES, 2017) == ["/lxc/2017/ns/system.slice/dns-forwarder.service"]
+    assert tasklimit.rejected_cgroups(LINES[3:], 2017) == []
+
+
+def _tree(tmp_path, pids_max, events, threads_max=31175, pid_max=4194304):
+    unit = tmp_path / "cgroup" / "lxc" / "2017" / "ns" / "system.slice" / "dns-forwarder.service"
+    unit.mkdir(parents=True)
+    (unit / "pids.max").write_text("%s\n" % pids_max)
+    (unit / "pids.events").write_text("max %d\n" % events)
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "threads-max").write_text("%d\n" % threads_max)
+    (proc / "pid_max").write_text("%d\n" % pid_max)
+    return tmp_path / "cgroup", proc
+
+
+def test_systemds_default_share_of_the_hosts_threads_is_named(tmp_path):
+    root, proc = _tree(tmp_path, 4676, 212)              # a 4 GiB trixie VM: 15 % of 31,175
+    limit = tasklimit.describe(["/lxc/2017/ns/system.slice/dns-forwarder.service"], cgroup_root=root, proc_sys=proc)
+    assert limit["unit"] == "dns-forwarder.service" and limit["pids_max"] == 4676 and limit["pids_events_max"] == 212
+    assert limit["systemd_default"] and limit["threads_max"] == 31175
+    text = tasklimit.message(2017, limit, 4650, "700.0 MiB", "1024.0 MiB")
+    assert "a task limit ended the storm, not memory" in text and "pids.max 4,676" in text
+    assert "DefaultTasksMax 15%" in text and "dns-forwarder.service" in text and "raise --qps" not in text
+
+
+def test_a_limit_set_by_hand_is_not_called_systemds(tmp_path):
+    root, proc = _tree(tmp_path, 512, 3)
+    limit = tasklimit.describe(["/lxc/2017/ns/system.slice/dns-forwarder.service"], cgroup_root=root, proc_sys=proc)
+    assert limit["pids_max"] == 512 and not limit["systemd_default"]
+    assert "DefaultTasksMax" not in tasklimit.message(2017, limit, 500, "1 MiB", "2 MiB")
+
+
+def test_a_gone_cgroup_still_names_the_unit(tmp_path):
+    limit = tasklimit.describe(["/lxc/2017/ns/system.slice/dns-forwarder.service"], cgroup_root=tmp_path / "none",
+                               proc_sys=tmp_path / "none")
+    assert limit["pids_max"] is None and limit["unit"] == "dns-forwarder.service" and not limit["systemd_default"]
+    assert "pids.max (not readable)" in tasklimit.message(2017, limit, 10, "1 MiB", "2 MiB")
+
+
+def test_cgroup_v1_has_a_pids_hierarchy(tmp_path):
+    assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=False) == tmp_path / "pids" / "lxc" / "2017" / "ns"
+    assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=True) == tmp_path / "lxc" / "2017" / "ns"
