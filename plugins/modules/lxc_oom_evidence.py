@@ -211,6 +211,7 @@ cts:
       description:
         - The CT's pressure from O(api_pressure) (C(cpu_some), C(cpu_full), C(io_some), C(io_full),
           C(memory_some), C(memory_full), percent, null where PVE gave null); null without (PVE 8).
+      type: dict
     flight:
       description:
         - The watch's flight records of the CT in the window, null without any. C(records) (C(file), C(time),
