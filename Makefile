@@ -37,9 +37,9 @@ lint:
 sanity:
 	tools/sanity.sh
 
-# tests/unit is pure: no root, no server, no lab.
+# tests/unit is pure: no root, no server, no lab; so are tests/bench/test_*.py (the benchmarks' own arithmetic).
 unit:
-	tools/pytest.sh tests/unit
+	tools/pytest.sh tests/unit tests/bench
 
 # tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
 integration:

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 import os
 
+from ansible_collections.enva.pve.plugins.module_utils.report_format import thousands
+
 __metaclass__ = type
 
 FORK_STORM_MIN = 100
@@ -74,9 +76,9 @@ def fork_storm_reason(name, count, total, where, forked_by_same=None):
     if count < FORK_STORM_MIN or total <= 0 or count < FORK_STORM_SHARE * total:
         return None
     reason = "%s fork storm: %s %s processes %s (%d%% of %s)" % (
-        name, "{:,}".format(count), name, where, round(100.0 * count / total), "{:,}".format(total))
+        name, thousands(count), name, where, round(100.0 * count / total), thousands(total))
     if forked_by_same:
-        reason += ", %s of them children of %s" % ("{:,}".format(forked_by_same), name)
+        reason += ", %s of them children of %s" % (thousands(forked_by_same), name)
     return reason
 
 

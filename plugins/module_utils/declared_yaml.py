@@ -29,6 +29,7 @@ import traceback
 from collections import namedtuple
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import SIZE_FORMS, format_like, parse_mib
+from ansible_collections.enva.pve.plugins.module_utils.memory_policy import below_minimum
 from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import MINIMUM_MIB
 from ansible_collections.enva.pve.plugins.module_utils.text_edit import carry_over, check
 
@@ -436,7 +437,7 @@ def changes_from(memory=None, swap=None, settings=None):
                 mib = parse_mib(value)
             except ValueError as error:
                 raise DeclaredError("%s: %s" % (key, error))
-            if mib < MINIMUM_MIB[key]:
+            if below_minimum(key, mib):
                 raise DeclaredError("%s: %d MiB is below PVE's minimum of %d MiB" % (key, mib, MINIMUM_MIB[key]))
             changes.append(Change(key, mib, True))
     for key, value in (settings or {}).items():

@@ -19,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 
 import os
 
+from ansible_collections.enva.pve.plugins.module_utils.report_format import mib_1
+
 __metaclass__ = type
 
 # /proc/PID/stat names (15 characters at most): journald's is cut to "systemd-journal".
@@ -32,7 +34,6 @@ LOGGING_COMMANDS = {
 RECOMMEND_SHARE_PCT = 5.0
 """The audit recommends enva.pve.ct_logging when the logging stack holds at least this share of the CT's
 memory limit (or, with no limit known, of its usage)."""
-MIB = 1024 * 1024
 
 # memory.stat keys per cgroup version: (file pages, mapped file pages, shmem); v1 prefers total_*.
 _V2_KEYS = ("file", "file_mapped", "shmem")
@@ -101,10 +102,6 @@ def logging_processes(by_command):
     return sorted(found, key=lambda item: (-item["rss_kb"], item["name"]))
 
 
-def _mib(value):
-    return round(value / float(MIB), 1)
-
-
 def summarize(census, stat, limit_bytes=None, usage_bytes=None, threshold_pct=RECOMMEND_SHARE_PCT):
     """What the logging stack holds of the CT's memory, and whether enva.pve.ct_logging is worth running.
 
@@ -126,12 +123,12 @@ def summarize(census, stat, limit_bytes=None, usage_bytes=None, threshold_pct=RE
     elif share is None:
         reason = "the CT's memory limit and usage are unknown"
     else:
-        named = ", ".join("%s %s MiB" % (item["name"], _mib(item["rss_kb"] * 1024)) for item in processes)
+        named = ", ".join("%s %s MiB" % (item["name"], mib_1(item["rss_kb"] * 1024)) for item in processes)
         reason = "the logging stack holds %s MiB RSS (%s), %s%% of the CT's %s MiB %s" % (
-            _mib(rss_bytes), named, share, _mib(base), of)
+            mib_1(rss_bytes), named, share, mib_1(base), of)
         if pages["file_bytes"] is not None:
             reason += "; the CT's page cache %s MiB (mapped %s MiB), shmem %s MiB" % (
-                _mib(pages["file_bytes"]), _mib(pages["file_mapped_bytes"] or 0), _mib(pages["shmem_bytes"] or 0))
+                mib_1(pages["file_bytes"]), mib_1(pages["file_mapped_bytes"] or 0), mib_1(pages["shmem_bytes"] or 0))
         reason += ("; at least %s%%: enva.pve.ct_logging can lower it" % threshold_pct if recommend
                    else "; under %s%%: not worth changing the CT's logging for memory" % threshold_pct)
     result = {"processes": processes, "rss_bytes": rss_bytes, "share_pct": share, "of": of,

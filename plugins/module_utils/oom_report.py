@@ -17,6 +17,7 @@ from ansible_collections.enva.pve.plugins.module_utils.ct_census import fork_sto
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import following
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
+from ansible_collections.enva.pve.plugins.module_utils.report_format import thousands
 
 __metaclass__ = type
 
@@ -40,10 +41,6 @@ STALL_PSI_FULL_AVG10 = 10.0
 """... with PSI ``full avg10`` at least this (percent of the last 10 s all the CT's tasks stalled on memory) ..."""
 STALL_PSI_SOME_AVG10 = 20.0
 """... or ``some avg10`` at least this."""
-
-
-def _thousands(number):
-    return "{:,}".format(number)
 
 
 def group_incidents(events, gap=INCIDENT_GAP):
@@ -150,9 +147,9 @@ def _dump_cause(incidents):
     biggest = max(best["top_processes"], key=lambda item: item["rss_kb"])
     limit = best["memory_at_oom"]["limit_kb"] // 1024 if best["memory_at_oom"] else None
     text = "%s held the most memory in the OOM task dump: %s MiB RSS in %s process(es)" % (
-        biggest["name"], _thousands(biggest["rss_kb"] // 1024), _thousands(biggest["count"]))
+        biggest["name"], thousands(biggest["rss_kb"] // 1024), thousands(biggest["count"]))
     if limit:
-        text += " against a %s MiB limit" % _thousands(limit)
+        text += " against a %s MiB limit" % thousands(limit)
     return text, False
 
 
@@ -189,15 +186,15 @@ def memory_high_stall(vmid, counters, census=None):
     pct = round(100.0 * usage / high, 1) if usage is not None else None
     reason = "CT %d %s at memory.high (%s MiB): the kernel throttled it %s times (memory.events high) and " \
         "it hit memory.max %s times with %s OOM kill(s)" % (
-            vmid, "is stuck" if ongoing else "was stuck", _thousands(high // MIB), _thousands(high_events),
-            _thousands(max_events), _thousands(oom_kills))
+            vmid, "is stuck" if ongoing else "was stuck", thousands(high // MIB), thousands(high_events),
+            thousands(max_events), thousands(oom_kills))
     if usage is not None:
-        reason += "; it uses %s MiB now (%s%% of memory.high)" % (_thousands(usage // MIB), pct)
+        reason += "; it uses %s MiB now (%s%% of memory.high)" % (thousands(usage // MIB), pct)
     if full10 is not None or some10 is not None:
         reason += "; PSI full avg10 %s%%, some avg10 %s%%" % (full10, some10)
     if filled_by:
         reason += "; %s fills it: %s process(es), %s MiB RSS" % (
-            filled_by["name"], _thousands(filled_by["count"]), _thousands(filled_by["rss_kb"] // 1024))
+            filled_by["name"], thousands(filled_by["count"]), thousands(filled_by["rss_kb"] // 1024))
     reason += ". No kernel line records a stall: the CT answers little or nothing while it lasts."
     return {
         "kind": "memory_high_stall", "ongoing": bool(ongoing), "high_events": high_events,
@@ -222,7 +219,7 @@ def verdict(incidents, counters, census, vmid=0):
             for incident in incidents:
                 for name, count in incident["victims_by_name"].items():
                     names[name] = names.get(name, 0) + count
-            listed = ", ".join("%s x%s" % (name, _thousands(count))
+            listed = ", ".join("%s x%s" % (name, thousands(count))
                                for name, count in sorted(names.items(), key=lambda item: -item[1]))
             cause = "OOM kills of %s; the task dump is not in the log (partial events)" % (listed or "unknown")
     if census and census.get("fork_storm"):
@@ -233,7 +230,7 @@ def verdict(incidents, counters, census, vmid=0):
             cause += "; now: " + census["fork_storms"][0]["reason"]
     if not incidents and counted and cause is None:
         cause = ("the kernel counted %s OOM kill(s) in this CT's cgroup, but no OOM report for it is in the "
-                 "kernel log read (rotated, or the ring buffer wrapped)" % _thousands(counted))
+                 "kernel log read (rotated, or the ring buffer wrapped)" % thousands(counted))
     stall = memory_high_stall(vmid, counters, census)
     if stall and not incidents and not counted:
         cause = stall["reason"] if cause is None else "%s; %s" % (cause, stall["reason"])
@@ -282,7 +279,7 @@ def recommend(vmid, the_verdict, counters, config, incidents):
         used = counters.get("peak_bytes") or counters.get("usage_bytes")
         peak_mb = used // MIB if used is not None else None
     peak_text = ("its peak usage is %s MiB (%s%% of the limit)" % (
-        _thousands(peak_mb), round(100.0 * peak_mb / limit_mb)) if peak_mb is not None and limit_mb
+        thousands(peak_mb), round(100.0 * peak_mb / limit_mb)) if peak_mb is not None and limit_mb
         else "its peak usage is not known (CT not running)")
     if the_verdict["oom_killed"]:
         # Doubled from the limit the OOM happened at (the kernel's report says it), not from today's: a CT
@@ -292,16 +289,16 @@ def recommend(vmid, the_verdict, counters, config, incidents):
         oom_limit_mb = max(oom_limits) if oom_limits else limit_mb
         target = max(2 * oom_limit_mb, _round_up((peak_mb or oom_limit_mb) * (1 + HEADROOM_TARGET)))
         times = the_verdict["incidents"] or the_verdict["oom_kills_counted"]
-        kills = _thousands(the_verdict["oom_kills_in_log"] or the_verdict["oom_kills_counted"])
+        kills = thousands(the_verdict["oom_kills_in_log"] or the_verdict["oom_kills_counted"])
         if limit_mb >= target:
             text = ("CT %d was OOM-killed (%s incident(s), %s kill(s)) at a %s MiB limit and has %s MiB now, at "
-                    "least double that; %s: keep it." % (vmid, _thousands(times), kills, _thousands(oom_limit_mb),
-                                                         _thousands(limit_mb), peak_text))
+                    "least double that; %s: keep it." % (vmid, thousands(times), kills, thousands(oom_limit_mb),
+                                                         thousands(limit_mb), peak_text))
             target = limit_mb
         else:
             text = ("CT %d was OOM-killed (%s incident(s), %s kill(s)) at its %s MiB limit; %s. The workload "
                     "needed more than the limit, so the limit is doubled to %s MiB." % (
-                        vmid, _thousands(times), kills, _thousands(oom_limit_mb), peak_text, _thousands(target)))
+                        vmid, thousands(times), kills, thousands(oom_limit_mb), peak_text, thousands(target)))
         if the_verdict["fork_storm"]:
             text += (" More memory does not cure the fork storm: each new client adds a process, so memory only "
                      "buys time; replace the forking process (for socat UDP forwarders: enva.pve.dns_relay).")
@@ -309,7 +306,7 @@ def recommend(vmid, the_verdict, counters, config, incidents):
     if the_verdict.get("memory_high_stall"):
         target = max(2 * limit_mb, _round_up((peak_mb or limit_mb) * (1 + HEADROOM_TARGET)))
         text = ("CT %d was not OOM-killed but stalled at memory.high, its %s MiB limit all used: raise to %s MiB."
-                % (vmid, _thousands(limit_mb), _thousands(target)))
+                % (vmid, thousands(limit_mb), thousands(target)))
         if the_verdict["fork_storm"] or (the_verdict["stall"].get("filled_by") or {}).get("count", 0) >= 100:
             text += (" More memory does not cure a fork storm: each new client adds a process; replace the "
                      "forking process (for socat UDP forwarders: enva.pve.dns_relay).")
@@ -318,10 +315,10 @@ def recommend(vmid, the_verdict, counters, config, incidents):
     if headroom is not None and headroom < HEADROOM_LOW_PCT and peak_mb is not None:
         target = max(limit_mb, _round_up(peak_mb * (1 + HEADROOM_TARGET)))
         text = "CT %d was not OOM-killed, but %s, leaving %s%% headroom (< %d%%): raise to %s MiB for %d%% " \
-            "room above the peak." % (vmid, peak_text, headroom, HEADROOM_LOW_PCT, _thousands(target),
+            "room above the peak." % (vmid, peak_text, headroom, HEADROOM_LOW_PCT, thousands(target),
                                       HEADROOM_TARGET * 100)
         return target, text
-    text = "CT %d: keep %s MiB: no OOM kill in the window and %s" % (vmid, _thousands(limit_mb), peak_text)
+    text = "CT %d: keep %s MiB: no OOM kill in the window and %s" % (vmid, thousands(limit_mb), peak_text)
     if headroom is not None:
         text += ", %s%% headroom" % headroom
     text += "."

@@ -25,21 +25,6 @@ description:
 author:
   - enva.pve developers (@enva)
 options:
-  vmid:
-    description:
-      - The CT's VMID.
-      - Give this or O(hostname).
-    type: int
-  hostname:
-    description:
-      - The CT's name (its C(hostname) setting, as C(/cluster/resources) lists it).
-      - Used to find the VMID when O(vmid) is not given; a name that matches no CT or several CTs fails.
-    type: str
-  node:
-    description:
-      - The PVE node the CT is on.
-      - Omitted means found through C(/cluster/resources), which costs one more API call.
-    type: str
   memory:
     description:
       - The CT's memory limit. An integer is MiB, as in the CT configuration (V(2048)).
@@ -67,6 +52,7 @@ options:
       - Omitted means the digest of the configuration the module just read.
     type: str
 extends_documentation_fragment:
+  - enva.pve.lxc_ct
   - enva.pve.pve
   - enva.pve.attributes
 attributes:
@@ -176,80 +162,30 @@ pending:
   sample: {}
 """
 
-from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib, parse_mib
+from ansible_collections.enva.pve.plugins.module_utils.lxc_ct import (
+    KEYS, Refusal, config_sizes, ct_identity, live_sizes, locate)
+from ansible_collections.enva.pve.plugins.module_utils.memory_policy import checked_size
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import bytes_to_mib
 from ansible_collections.enva.pve.plugins.module_utils.pve_client import PveApiError, connect, pve_module
-from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import (
-    DEFAULT_MIB, MINIMUM_MIB, parse_property_string)
 
-KEYS = ("memory", "swap")
 PRIVILEGE = "VM.Config.Memory"
 
 
-class Refusal(Exception):
-    """The task cannot go on; the message says why and what to do."""
-
-
 def wanted_sizes(params):
-    """``{key: MiB}`` of the memory/swap options given, checked against PVE's minimums."""
+    """``{key: MiB}`` of the memory/swap options given, checked against PVE's minimums (the memory policy)."""
     wanted = {}
     for key in KEYS:
         if params[key] is None:
             continue
         try:
-            mib = parse_mib(params[key])
+            wanted[key] = checked_size(key, params[key])
         except ValueError as error:
-            raise Refusal("%s: %s" % (key, error))
-        if mib < MINIMUM_MIB[key]:
-            raise Refusal("%s=%s is %d MiB, below PVE's minimum of %d MiB for %s (API schema of PUT"
-                          " /nodes/{node}/lxc/{vmid}/config)" % (key, params[key], mib, MINIMUM_MIB[key], key))
-        wanted[key] = mib
+            raise Refusal(str(error))
     return wanted
-
-
-def config_sizes(config):
-    """``{memory, swap}`` in MiB of a config as GET returns it (PVE's defaults where absent)."""
-    return {key: int(config.get(key, DEFAULT_MIB[key])) for key in KEYS}
-
-
-def ct_identity(config):
-    """The CT's hostname and network interfaces as its PVE config has them (what a play checks it is
-    connected to the right CT by, and the address it asks the CT's DNS at)."""
-    interfaces = []
-    for key in sorted((key for key in config if key.startswith("net") and key[3:].isdigit()), key=lambda k: int(k[3:])):
-        props = parse_property_string(str(config[key]))
-        ip = props.get("ip") or ""
-        interfaces.append({"key": key, "name": props.get("name"), "hwaddr": props.get("hwaddr"),
-                           "bridge": props.get("bridge"), "ip": ip,
-                           "address": ip.split("/")[0] if ip and ip not in ("dhcp", "manual") else None})
-    return {"hostname": config.get("hostname"), "interfaces": interfaces}
 
 
 def config_lines(sizes):
     return "".join("%s: %d\n" % (key, sizes[key]) for key in KEYS)
-
-
-def find_ct(api, vmid, hostname):
-    """``(vmid, node)`` from /cluster/resources, by VMID or by name."""
-    what = "CT %s" % vmid if vmid is not None else "the CT named %s" % hostname
-    resources = api.get("cluster/resources", "find %s in /cluster/resources" % what, type="vm")
-    if vmid is not None:
-        found = [item for item in resources if item.get("vmid") == vmid]
-        if found and found[0].get("type") != "lxc":
-            raise Refusal("VMID %d is a %s guest on node %s, not an LXC container" % (
-                vmid, found[0].get("type"), found[0].get("node")))
-        if not found:
-            raise Refusal("CT %d does not exist in this cluster: /cluster/resources does not list it (it lists only"
-                          " guests the API user has VM.Audit on, %d of them here)" % (vmid, len(resources)))
-        return vmid, found[0]["node"]
-    found = [item for item in resources if item.get("type") == "lxc" and item.get("name") == hostname]
-    if not found:
-        names = sorted(item.get("name", "?") for item in resources if item.get("type") == "lxc")
-        raise Refusal("No CT is named %s in /cluster/resources (CTs visible to this API user: %s)" % (
-            hostname, ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") or "none"))
-    if len(found) > 1:
-        raise Refusal("%d CTs are named %s (VMIDs %s): give vmid instead" % (
-            len(found), hostname, ", ".join(str(item["vmid"]) for item in found)))
-    return found[0]["vmid"], found[0]["node"]
 
 
 def confirm_live(api, base, vmid, node, after):
@@ -258,8 +194,7 @@ def confirm_live(api, base, vmid, node, after):
     pending_items = api.get(base + "/pending", "read the pending changes of CT %d on node %s" % (vmid, node))
     pending = {item["key"]: int(item["pending"]) for item in pending_items
                if item.get("key") in KEYS and "pending" in item}
-    live = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
-            "mem": bytes_to_mib(status.get("mem"))}
+    live = live_sizes(status)
     if status.get("status") != "running":
         return None, pending
     wrong = []
@@ -276,12 +211,7 @@ def confirm_live(api, base, vmid, node, after):
 def run(module, api):
     params = module.params
     wanted = wanted_sizes(params)
-    vmid, node = params["vmid"], params["node"]
-    if node is None or vmid is None:
-        vmid, found_on = find_ct(api, vmid, params["hostname"])
-        if node is not None and node != found_on:
-            raise Refusal("CT %d (%s) is on node %s, not on node %s" % (vmid, params["hostname"], found_on, node))
-        node = found_on
+    vmid, node = locate(api, params["vmid"], params["hostname"], params["node"])
     base = "nodes/%s/lxc/%d" % (node, vmid)
     where = "CT %d on node %s" % (vmid, node)
     config = api.get(base + "/config", "read the config of %s" % where, current=1)
@@ -294,8 +224,7 @@ def run(module, api):
               "changes": changes, "digest": config["digest"], "live": None, "pending": {}, "changed": bool(changes),
               "ct": ct_identity(config)}
     if running:
-        result["live"] = {"maxmem": bytes_to_mib(status.get("maxmem")), "maxswap": bytes_to_mib(status.get("maxswap")),
-                          "mem": bytes_to_mib(status.get("mem"))}
+        result["live"] = live_sizes(status)
     digest = params["digest"] or config["digest"]
     if params["digest"] and params["digest"] != config["digest"] and (module.check_mode or not changes):
         raise Refusal("The config of %s has digest %s, not the digest %s the task asked for: it was changed since"

@@ -125,10 +125,6 @@ def _int(value):
         return None
 
 
-def _mib(value):
-    return bytes_to_mib(_int(value))
-
-
 def split_tags(value):
     """PVE's tag string (``lab;haproxy``; older releases also used ``,`` or spaces) as a list."""
     if not value:
@@ -153,8 +149,8 @@ def ct_entry(item):
         "maxcpu": item.get("maxcpu"),
         "mem_bytes": _int(item.get("mem")),
         "maxmem_bytes": _int(item.get("maxmem")),
-        "mem_mb": _mib(item.get("mem")),
-        "maxmem_mb": _mib(item.get("maxmem")),
+        "mem_mb": bytes_to_mib(_int(item.get("mem"))),
+        "maxmem_mb": bytes_to_mib(_int(item.get("maxmem"))),
         "disk_bytes": _int(item.get("disk")),
         "maxdisk_bytes": _int(item.get("maxdisk")),
     }

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 import datetime
 import math
 
+from ansible_collections.enva.pve.plugins.module_utils.report_format import iso_seconds, or_dash, percent, thousands
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as model
 
 __metaclass__ = type
@@ -26,14 +27,6 @@ CHART_CTS = 40
 TIMELINE_CTS = 25
 """CT rows of the incident timeline (those with incidents, highest ranked first)."""
 HEADROOM_TICKS = (100, 80, 60, 40, 20, 0)
-
-
-def _mb(value):
-    return "-" if value is None else "{:,}".format(value)
-
-
-def _pct(value):
-    return "n/a" if value is None else "%s%%" % (int(value) if float(value).is_integer() else value)
 
 
 def label(entry, width=26):
@@ -58,10 +51,11 @@ def headroom(report, limit=CHART_CTS):
             "color": model.COLORS[entry["severity"]],
             "used_w": round(min(bar_width, bar_width * used / float(limit_mb)), 1),
             "peak_w": round(min(bar_width, bar_width * peak / float(limit_mb)), 1),
-            "value": "%s headroom, %s MiB limit" % (_pct(entry["headroom_pct"]), _mb(limit_mb)),
+            "value": "%s headroom, %s MiB limit" % (percent(entry["headroom_pct"], none="n/a"), or_dash(limit_mb)),
             "tip": "CT %d %s: limit %s MiB, used %s MiB, peak %s MiB, headroom %s" % (
-                entry["vmid"], entry["name"] or "", _mb(limit_mb), _mb(entry["usage_mb"]), _mb(entry["peak_mb"]),
-                _pct(entry["headroom_pct"])),
+                entry["vmid"], entry["name"] or "", or_dash(limit_mb), or_dash(entry["usage_mb"]),
+                or_dash(entry["peak_mb"]),
+                percent(entry["headroom_pct"], none="n/a")),
         })
     ticks = [{"x": round(left + bar_width * (100 - value) / 100.0, 1), "label": "%d%%" % value,
               "anchor": "start" if value == 100 else ("end" if value == 0 else "middle")}
@@ -70,7 +64,7 @@ def headroom(report, limit=CHART_CTS):
              "of the limit still free. Dashed: %d%% headroom." % low]
     more = len(with_limit) - len(entries)
     if more > 0:
-        notes[1] += " %s more CTs in the table." % "{:,}".format(more)
+        notes[1] += " %s more CTs in the table." % thousands(more)
     return {
         "width": left + bar_width + 250, "height": bottom + 60, "left": left, "top": top, "bar_width": bar_width,
         "axis_y": top - 10, "axis_title": "headroom left, % of the memory limit (100% = nothing used)",
@@ -86,10 +80,6 @@ def _ticks(start, end, count=6):
         return [start]
     step = (end - start) / float(count - 1)
     return [start + step * index for index in range(count)]
-
-
-def _iso(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def timeline(report, limit=TIMELINE_CTS):
@@ -121,12 +111,12 @@ def timeline(report, limit=TIMELINE_CTS):
                          "color": model.COLORS[entry["severity"]], "vmid": entry["vmid"],
                          "tip": "CT %d %s, %s: %s victim(s) %s" % (
                              entry["vmid"], entry["name"] or "", incident["start"],
-                             "{:,}".format(incident["victims_total"]),
+                             thousands(incident["victims_total"]),
                              model._victims_text(incident["victims_by_name"]))})
         lanes.append({"y": top + index * row + row / 2.0, "label": label(entry), "dots": dots})
     return {
         "width": left + span + 40, "height": bottom + 34, "left": left, "span": span, "top": top, "bottom": bottom,
-        "title": "OOM incidents on a timeline (%s to %s)" % (_iso(start), _iso(end)),
+        "title": "OOM incidents on a timeline (%s to %s)" % (iso_seconds(start), iso_seconds(end)),
         "ticks": [{"x": x_of(tick), "label": datetime.datetime.fromtimestamp(
             tick, datetime.timezone.utc).strftime("%m-%d %H:%M")} for tick in _ticks(start, end)],
         "lanes": lanes, "empty": None if rows else "No OOM incident in the window",

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 import json
 import shlex
 
+from ansible_collections.enva.pve.plugins.module_utils.report_format import or_dash, percent, thousands
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as model
 
 __metaclass__ = type
@@ -25,18 +26,6 @@ COLUMNS = ("#", "CT", "name", "node", "status", "memory / swap MiB", "used now /
            "OOM kills in the window", "fork storm", "PSI avg60 some / full", "declared vs live", "severity",
            "recommendation")
 NUMERIC = ("#", "CT", "memory / swap MiB", "used now / peak MiB", "headroom")
-
-
-def thousands(number):
-    return "{:,}".format(number)
-
-
-def mb(value):
-    return "-" if value is None else thousands(value)
-
-
-def pct(value):
-    return "-" if value is None else "%s%%" % (int(value) if float(value).is_integer() else value)
 
 
 def _oom_cell(entry):
@@ -68,8 +57,9 @@ def _cause(entry):
         return "fork storm: %s" % (entry["fork_storm"]["reason"] or entry["fork_storm"]["process"] or "see findings")
     if severity == "low_headroom":
         return "%s headroom (peak %s of %s MiB)" % (
-            pct(entry["headroom_pct"]), mb(entry["peak_mb"] if entry["peak_mb"] is not None else entry["usage_mb"]),
-            mb(entry["limit_mb"] or entry["memory_mb"]))
+            percent(entry["headroom_pct"]),
+            or_dash(entry["peak_mb"] if entry["peak_mb"] is not None else entry["usage_mb"]),
+            or_dash(entry["limit_mb"] or entry["memory_mb"]))
     if severity == "pressure":
         return "memory stalls, PSI avg60 %s" % _pressure_cell(entry)
     if severity == "drift":
@@ -110,8 +100,8 @@ def remediation_command(report, inventory=None, check=False):
 
 def _row(entry, with_drift):
     cells = [entry["rank"], entry["vmid"], entry["name"] or "-", entry["node"] or "-", entry["status"] or "-",
-             "%s / %s" % (mb(entry["memory_mb"]), mb(entry["swap_mb"])),
-             "%s / %s" % (mb(entry["usage_mb"]), mb(entry["peak_mb"])), pct(entry["headroom_pct"]),
+             "%s / %s" % (or_dash(entry["memory_mb"]), or_dash(entry["swap_mb"])),
+             "%s / %s" % (or_dash(entry["usage_mb"]), or_dash(entry["peak_mb"])), percent(entry["headroom_pct"]),
              _oom_cell(entry), (entry["fork_storm"]["reason"] or "yes") if entry["fork_storm"]["present"] else "-",
              _pressure_cell(entry), entry["drift"]["text"] if with_drift else None,
              model.SEVERITY_LABEL[entry["severity"]], entry["recommendation"]["summary"]]

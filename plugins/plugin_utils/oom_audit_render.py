@@ -17,6 +17,7 @@ import os
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from ansible_collections.enva.pve.plugins.module_utils import report_format
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_charts as charts
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings
 
@@ -50,7 +51,7 @@ def _environment():
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     environment.filters["md"] = _md
     environment.filters["code"] = _code
-    environment.filters["thousands"] = oom_audit_findings.thousands
+    environment.filters["thousands"] = report_format.thousands
     return environment
 
 

@@ -22,11 +22,11 @@ from __future__ import absolute_import, division, print_function
 import datetime
 import time
 
-from ansible_collections.enva.pve.plugins.module_utils import oom_report
+from ansible_collections.enva.pve.plugins.module_utils import memory_policy, oom_report
+from ansible_collections.enva.pve.plugins.module_utils.report_format import iso_seconds, mib, thousands
 
 __metaclass__ = type
 
-MIB = 1024 * 1024
 FORMAT_VERSION = 1
 HEADROOM_LOW_PCT = oom_report.HEADROOM_LOW_PCT
 PRESSURE_SOME_AVG60 = 10.0
@@ -51,20 +51,6 @@ RESOLVED_USAGE_PCT = 90.0
 
 class ReportError(Exception):
     """Input the report cannot be built from; the message says which and why."""
-
-
-def _thousands(number):
-    return "{:,}".format(number)
-
-
-def _mib(value):
-    return None if value is None else int(value) // MIB
-
-
-def _iso(epoch):
-    if epoch is None:
-        return None
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(iso):
@@ -206,7 +192,7 @@ def _incident_entry(node, incident):
 
 def _victims_text(victims_by_name, limit=4):
     items = sorted(victims_by_name.items(), key=lambda item: (-item[1], item[0]))
-    text = ", ".join("%s x%s" % (name, _thousands(count)) for name, count in items[:limit])
+    text = ", ".join("%s x%s" % (name, thousands(count)) for name, count in items[:limit])
     if len(items) > limit:
         text += ", %d more" % (len(items) - limit)
     return text
@@ -224,7 +210,7 @@ def _drift(declared_cts, vmid, memory_mb, swap_mb):
     live = {"memory": memory_mb, "swap": swap_mb}
     keys = [key for key in ("memory", "swap")
             if declared[key] is not None and live[key] is not None and declared[key] != live[key]]
-    parts = ["%s declared %s, live %s MiB" % (key, _thousands(declared[key]), _thousands(live[key])) for key in keys]
+    parts = ["%s declared %s, live %s MiB" % (key, thousands(declared[key]), thousands(live[key])) for key in keys]
     missing = [key for key in ("memory", "swap") if declared[key] is None]
     text = "; ".join(parts) if parts else "in sync"
     if missing and not parts:
@@ -250,11 +236,11 @@ def _resolution(status, census, the_verdict, fork_storm, recommended, memory_mb)
         return None
     if stall and (stall.get("ongoing") or (stall.get("usage_pct_of_high") or 0) >= RESOLVED_USAGE_PCT):
         return None
-    parts = ["%s MiB now covers what the incidents call for" % _thousands(memory_mb)]
+    parts = ["%s MiB now covers what the incidents call for" % thousands(memory_mb)]
     if fork_storm["present"] and fork_storm["process"]:
         counts = dict((item.get("name"), item.get("count")) for item in census.get("by_command") or [])
         parts.append("%s process(es) of %s now (the fork storm is gone)" % (
-            _thousands(counts.get(fork_storm["process"], 0)), fork_storm["process"]))
+            thousands(counts.get(fork_storm["process"], 0)), fork_storm["process"]))
     if stall:
         parts.append("it uses %s%% of memory.high now" % stall.get("usage_pct_of_high"))
     return "; ".join(parts)
@@ -269,18 +255,18 @@ def _recommendation(vmid, memory_mb, recommended, reasoning, fork_storm, evidenc
     raise_to = recommended if (recommended is not None and memory_mb is not None and recommended > memory_mb) else None
     if resolved:
         return {"action": "keep", "memory_mb": memory_mb, "raise_to_mb": None,
-                "summary": "keep %s MiB: resolved" % _thousands(memory_mb),
+                "summary": "keep %s MiB: resolved" % thousands(memory_mb),
                 "text": "%s Resolved: %s." % (reasoning, resolved)}
     if fork_storm["present"]:
         summary = "fix the forking process (%s)" % (fork_storm["process"] or "see the cause")
         if raise_to:
-            summary += "; raise to %s MiB meanwhile" % _thousands(raise_to)
+            summary += "; raise to %s MiB meanwhile" % thousands(raise_to)
         action = "fix_forking"
     elif raise_to:
-        action, summary = "raise", "raise to %s MiB" % _thousands(raise_to)
+        action, summary = "raise", "raise to %s MiB" % thousands(raise_to)
     else:
         action = "keep"
-        summary = "keep %s MiB" % _thousands(memory_mb) if memory_mb is not None else "keep"
+        summary = "keep %s MiB" % thousands(memory_mb) if memory_mb is not None else "keep"
     return {"action": action, "memory_mb": recommended if recommended is not None else memory_mb,
             "raise_to_mb": raise_to, "summary": summary, "text": reasoning}
 
@@ -349,11 +335,11 @@ def ct_entry(vmid, resource, by_node, declared_cts):
     if memory_mb is None:
         memory_mb = resource.get("maxmem_mb")
     swap_mb = config.get("swap_mb")
-    limit_mb = _mib((counters or {}).get("limit_bytes"))
-    usage_mb = _mib((counters or {}).get("usage_bytes"))
+    limit_mb = mib((counters or {}).get("limit_bytes"))
+    usage_mb = mib((counters or {}).get("usage_bytes"))
     if usage_mb is None and resource.get("status") == "running":
         usage_mb = resource.get("mem_mb")
-    peak_mb = _mib((counters or {}).get("peak_bytes"))
+    peak_mb = mib((counters or {}).get("peak_bytes"))
     headroom_pct = the_verdict.get("headroom_pct")
     base_mb = limit_mb or resource.get("maxmem_mb") or memory_mb
     if headroom_pct is None and base_mb and usage_mb is not None and resource.get("status") == "running":
@@ -381,7 +367,7 @@ def ct_entry(vmid, resource, by_node, declared_cts):
         "limit_mb": limit_mb,
         "usage_mb": usage_mb,
         "peak_mb": peak_mb,
-        "swap_usage_mb": _mib((counters or {}).get("swap_usage_bytes")),
+        "swap_usage_mb": mib((counters or {}).get("swap_usage_bytes")),
         "headroom_pct": headroom_pct,
         "headroom_mb": headroom_mb,
         "cgroup_version": (counters or {}).get("cgroup_version"),
@@ -431,7 +417,7 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
     """
     by_node, errors = _evidence_by_node(evidence)
     failed_nodes = dict(errors, **(failed_nodes or {}))
-    when = generated or _iso(time.time())
+    when = generated or iso_seconds(time.time())
     for host in unreachable or []:
         failed_nodes.setdefault(str(host), "unreachable over SSH at %s, or failed before its evidence was read" % when)
     node_status = resources.get("nodes") if isinstance(resources, dict) else None
@@ -500,8 +486,8 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
     }
     return {
         "format": FORMAT_VERSION,
-        "generated": generated or _iso(now),
-        "window": {"since": _iso(since), "now": _iso(now), "since_epoch": since, "now_epoch": now},
+        "generated": generated or iso_seconds(now),
+        "window": {"since": iso_seconds(since), "now": iso_seconds(now), "since_epoch": since, "now_epoch": now},
         "summary": summary,
         "nodes": [nodes[name] for name in sorted(nodes)],
         "declared": None if declared_cts is None else {"path": declared_path, "cts": len(declared_cts),
@@ -517,31 +503,10 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
 def plan_remediation(report, cluster_now, vmids=None, max_mb=None):
     """``{"raise": [...], "skipped": [...]}``: the report's raises, checked against memory read just now.
 
-    Memory is only ever raised: a CT that has the recommended size or more by now (``cluster_now``, a
-    ``pve_resources`` result read just before) is skipped, as are CTs not in ``vmids`` (when given), above
-    ``max_mb``, or gone from the cluster. Each raise has ``vmid``, ``node`` (where it is now), ``now_mb``,
-    ``to_mb`` and ``declared_mb`` (the declared file's memory, None without one or when not declared).
+    ``cluster_now``: a ``pve_resources`` result read just before. The decision is the collection's one memory
+    policy (:func:`memory_policy.plan_raises`): memory is only ever raised, and only for CTs in ``vmids``
+    (when given), at most ``max_mb``, and still in the cluster.
     """
-    now = _resource_cts(cluster_now)
-    wanted = set(int(vmid) for vmid in vmids) if vmids else None
     declared = dict((entry["vmid"], entry["drift"]["declared_memory_mb"]) for entry in report["cts"] if entry["drift"])
-    chosen, skipped = [], []
-    for item in report["remediation"]:
-        live = now.get(str(item["vmid"]))
-        why = None
-        if wanted is not None and item["vmid"] not in wanted:
-            why = "not in oom_audit_remediate_vmids"
-        elif max_mb is not None and item["to_mb"] > int(max_mb):
-            why = "above oom_audit_remediate_max_mb (%s MiB): raise it by hand if that is right" % _thousands(int(max_mb))
-        elif live is None:
-            why = "no longer in /cluster/resources"
-        elif live.get("maxmem_mb") is None:
-            why = "/cluster/resources does not say how much memory it has now"
-        elif live["maxmem_mb"] >= item["to_mb"]:
-            why = "it has %s MiB by now (memory is never lowered)" % _thousands(live["maxmem_mb"])
-        if why:
-            skipped.append({"vmid": item["vmid"], "to_mb": item["to_mb"], "why": why})
-            continue
-        chosen.append({"vmid": item["vmid"], "node": live["node"], "now_mb": live["maxmem_mb"], "to_mb": item["to_mb"],
-                       "declared_mb": declared.get(item["vmid"])})
-    return {"raise": chosen, "skipped": skipped}
+    return memory_policy.plan_raises(report["remediation"], _resource_cts(cluster_now), declared_mb=declared,
+                                     vmids=vmids, max_mb=max_mb)

@@ -9,19 +9,18 @@ Not part of `make bench` (a development measurement for issue 13); prints a Mark
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / ".cache" / "collections"))
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # the collection on sys.path
+from ansible_collections.enva.pve.plugins.module_utils import declared_yaml as current
+from support.scripts import load_script
 
-from ansible_collections.enva.pve.plugins.module_utils import declared_yaml as current  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def at_revision(ref):
@@ -31,10 +30,7 @@ def at_revision(ref):
     handle, path = tempfile.mkstemp(suffix=".py")
     with os.fdopen(handle, "w") as stream:
         stream.write(text)
-    spec = importlib.util.spec_from_file_location("declared_yaml_at_%s" % ref, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, "declared_yaml_at_%s" % ref)
 
 
 def fleet(count):

@@ -36,13 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support on sys.path
+import sections
+from support.net import free_port, wait_for
+from support.procfs import status_kib
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-import sections  # noqa: E402  pylint: disable=wrong-import-position
-from support.net import free_port, wait_for  # noqa: E402  pylint: disable=wrong-import-position
 
 RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
 PYTHON = "/usr/bin/python3"
@@ -102,8 +102,7 @@ class Process:
             wait_for(lambda: answers(port), what="%s on port %d" % (name, port))
 
     def status_kib(self, field):
-        text = Path("/proc/%d/status" % self.proc.pid).read_text()
-        return int(re.search(r"^%s:\s+(\d+) kB" % field, text, flags=re.M).group(1))
+        return status_kib(self.proc.pid, field)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -32,13 +32,10 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import bench_oom_audit as audit  # noqa: E402  pylint: disable=wrong-import-position
-import sections  # noqa: E402  pylint: disable=wrong-import-position
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support and the collection on sys.path
+import sections
+from support import fleet
 
 NAME = "oom_audit_scale"
 HEADING = "## Fleet OOM audit at scale: nodes, CTs and Ansible settings"
@@ -96,9 +93,9 @@ def parse_shape(text):
 def checked_run(the_fleet, peer):
     """One run of ``peer`` on ``the_fleet``, its report and API requests checked: ``ok``, or ``error`` says
     what went wrong (the run's first error line, or the checks that failed)."""
-    result = audit.run_audit(the_fleet, forks=peer.forks, settings=peer.settings, wrapper=wrapper())
+    result = fleet.run_audit(the_fleet, forks=peer.forks, settings=peer.settings, wrapper=wrapper())
     if result["returncode"] == 0:
-        checks = audit.check_report(the_fleet, the_fleet.report(), [result["resources_calls"]])
+        checks = fleet.check_report(the_fleet, the_fleet.report(), [result["resources_calls"]])
         failed = [name for name, passed in checks.items() if not passed]
         if failed:
             result["error"] = "wrong result: %s" % ", ".join(failed)
@@ -130,7 +127,7 @@ def summarize(results, cts):
 def measure_shape(nodes, per_node, runs, forks):
     cts = nodes * per_node
     started = time.perf_counter()
-    with audit.fleet(cts, nodes, wrapper=wrapper()) as the_fleet:
+    with fleet.fleet(cts, nodes, wrapper=wrapper()) as the_fleet:
         built = time.perf_counter() - started
         peer = Peer(forks)
         results = [required(checked_run(the_fleet, peer), peer, "%dx%d" % (nodes, per_node)) for _run in range(runs)]
@@ -150,7 +147,7 @@ def measure_settings(shape, runs, forks):
     results = {peer: [] for peer in peers}
     failures = {}
     what = "%dx%d" % shape
-    with audit.fleet(nodes * per_node, nodes, wrapper=wrapper()) as the_fleet:
+    with fleet.fleet(nodes * per_node, nodes, wrapper=wrapper()) as the_fleet:
         required(checked_run(the_fleet, peers[0]), peers[0], what + " (warm-up)")
         for round_index in range(runs):
             for peer in peers:
@@ -178,12 +175,16 @@ def measure_settings(shape, runs, forks):
 def least_squares(points):
     """``seconds = fixed + per_node * nodes + per_ct * CTs`` over (nodes, cts, seconds) points and R^2; when
     the points cannot tell a node from a CT (all with the same CTs per node), ``per_ct`` is None and
-    ``per_node`` carries both."""
+    ``per_node`` carries both; None when they cannot even give ``fixed + per_node * nodes`` (one shape, or
+    every shape with the same number of nodes: fewer distinct points than unknowns)."""
     columns = [[1.0, float(nodes), float(cts)] for nodes, cts, _s in points]
     ys = [seconds for _n, _c, seconds in points]
     coefficients = _solve(columns, ys) if len(points) >= 3 else None
     if coefficients is None:
-        coefficients = _solve([row[:2] for row in columns], ys) + [None]
+        two = _solve([row[:2] for row in columns], ys)
+        if two is None:
+            return None
+        coefficients = two + [None]
     fixed, per_node, per_ct = coefficients
     mean_y = statistics.mean(ys)
     total = sum((y - mean_y) ** 2 for y in ys)
@@ -252,21 +253,15 @@ def render_settings(settings):
 
 
 def render_fit(rows, settings):
-    fixed, per_node, per_ct, r2 = least_squares([(row["nodes"], row["cts"], row["median_s"]) for row in rows])
+    fit = least_squares([(row["nodes"], row["cts"], row["median_s"]) for row in rows])
     forks = rows[0]["forks"]
     largest = max(rows, key=lambda row: (row["cts"], row["nodes"]))
-    text = ["**The fit.** On %d cores at forks %d the audit took %.1f s fixed plus %.0f ms per node" % (
-        cores(), forks, fixed, 1000 * per_node)]
-    if per_ct is None:
-        text[0] += " (%d CTs per node in every shape, so a node and its CTs are one cost here; least squares " \
-                   "over %d shapes, R\u00b2 = %.3f)." % (rows[0]["per_node"], len(rows), r2)
+    if fit is None:
+        text = ["**No fit.** %d shape(s) measured, all at %s node(s): a fit of seconds against nodes and CTs needs "
+                "shapes with at least two different numbers of nodes (fewer shapes than unknowns leave it "
+                "singular), so the table stands alone." % (len(rows), "/".join(sorted({str(row["nodes"]) for row in rows})))]
     else:
-        text[0] += " plus %.1f ms per CT (least squares over the %d shapes, R\u00b2 = %.3f)." % (1000 * per_ct, len(rows), r2)
-        text.append("Extrapolated, taking the fit beyond the %d nodes measured, on the same %d cores at forks %d: %s." % (
-            max(row["nodes"] for row in rows), cores(), forks, "; ".join(
-                "%s nodes x %d CTs (%s CTs) %s" % ("{:,}".format(nodes), count, "{:,}".format(nodes * count),
-                                                   _minutes(fixed + per_node * nodes + per_ct * nodes * count))
-                for nodes, count in PLANNED)))
+        text = _fit_text(fit, rows, forks)
     text.append("Measured at %d x %d (%s CTs): %s, %.1f ms per CT, %.1f CTs/s per core, the %d CPUs %.0f %% busy; "
                 "here each node's lxc_oom_evidence runs on the controller too (local connections), on a cluster it "
                 "runs on the node over SSH, which this benchmark does not measure." % (
@@ -279,6 +274,23 @@ def render_fit(rows, settings):
                 "template on playbooks/oom_audit.yml with the PVE nodes' inventory and a schedule, forks set on "
                 "the job template and bounded by the instance group's max_forks.")
     return " ".join(text)
+
+
+def _fit_text(fit, rows, forks):
+    fixed, per_node, per_ct, r2 = fit
+    text = ["**The fit.** On %d cores at forks %d the audit took %.1f s fixed plus %.0f ms per node" % (
+        cores(), forks, fixed, 1000 * per_node)]
+    if per_ct is None:
+        text[0] += " (%d CTs per node in every shape, so a node and its CTs are one cost here; least squares " \
+                   "over %d shapes, R\u00b2 = %.3f)." % (rows[0]["per_node"], len(rows), r2)
+    else:
+        text[0] += " plus %.1f ms per CT (least squares over the %d shapes, R\u00b2 = %.3f)." % (1000 * per_ct, len(rows), r2)
+        text.append("Extrapolated, taking the fit beyond the %d nodes measured, on the same %d cores at forks %d: %s." % (
+            max(row["nodes"] for row in rows), cores(), forks, "; ".join(
+                "%s nodes x %d CTs (%s CTs) %s" % ("{:,}".format(nodes), count, "{:,}".format(nodes * count),
+                                                   _minutes(fixed + per_node * nodes + per_ct * nodes * count))
+                for nodes, count in PLANNED)))
+    return text
 
 
 def _settings_facts(settings):
@@ -325,7 +337,7 @@ def render(rows, settings, load):
         "and ANSIBLE_PIPELINING for every run. Every run checked: one `/cluster/resources` request, every CT "
         "and every node in the report. CPU = user + system seconds of ansible-playbook with its workers and "
         "modules, plus the API lab's; CPUs busy = CPU / wall time / %d. Python %s, ansible-core %s."
-        % (audit.LINES_PER_CT, round(audit.OOM_SHARE * 100), CPUS, cores(), cores(), platform.python_version(),
+        % (fleet.LINES_PER_CT, round(fleet.OOM_SHARE * 100), CPUS, cores(), cores(), platform.python_version(),
            _ansible_version()),
         "",
         "Against the number of nodes (forks %d, median of %d runs):" % (series_forks, rows[0]["runs"]),

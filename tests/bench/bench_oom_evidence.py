@@ -26,13 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / ".cache" / "collections"))
-sys.path.insert(0, str(HERE))
-
-import oom_corpus  # noqa: E402
-from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence  # noqa: E402
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support and the collection on sys.path
+from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence
+from support import oom_corpus
 
 CTS = 1000
 LINES = 100_000

@@ -19,19 +19,14 @@ import json
 import resource
 import selectors
 import socket
-import struct
 import sys
 import time
 
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support on sys.path
+from support.dns_wire import query_wire
+
 ALLOWED_TARGETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"), ipaddress.ip_network("10.217.0.0/24"))
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
-def query_wire(qid, name, qtype=1):
-    """A recursive query for ``name`` (text, no trailing dot needed)."""
-    labels = [label.encode("ascii") for label in name.strip(".").split(".") if label]
-    qname = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
 
 
 def flood(server, port, rate, duration, count, linger=1.0, name="www.bench.enva.test"):
@@ -60,7 +55,7 @@ def flood(server, port, rate, duration, count, linger=1.0, name="www.bench.enva.
                 sock = socket.socket(family, socket.SOCK_DGRAM)
                 sock.setblocking(False)
                 try:
-                    sock.sendto(query_wire(sent & 0xFFFF, name), target)
+                    sock.sendto(query_wire(name, sent & 0xFFFF), target)
                 except OSError:
                     send_errors += 1
                 selector.register(sock, selectors.EVENT_READ)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
 import time
 import urllib.request
+
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support on sys.path
+from support.dns_wire import query_wire, tcp_frame
+from support.procfs import status_kib, tcp_send_queue_bytes
 
 MIB = 1024.0
 BIG = "big"  # a name whose answer carries BIG_RECORDS A records (about 3 KiB)
@@ -27,9 +30,7 @@ def unbound_big_data(zone):
 
 
 def query(name, qid):
-    qname = b"".join(bytes((len(p),)) + p.encode() for p in name.rstrip(".").split(".")) + b"\x00"
-    wire = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
-    return len(wire).to_bytes(2, "big") + wire
+    return tcp_frame(query_wire(name, qid))
 
 
 def connect(port, source, rcvbuf=None, timeout=5.0):
@@ -74,22 +75,12 @@ def read_frames(sock, count):
 
 
 def hwm_mib(pid):
-    with open("/proc/%d/status" % pid) as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / MIB
-    return 0.0
+    return status_kib(pid, "VmHWM", default=0) / MIB
 
 
 def queued_mib(port):
     """MiB the kernel holds in the send queues of the relay's established TCP connections on ``port`` (/proc/net/tcp)."""
-    total = 0
-    with open("/proc/net/tcp") as handle:
-        for line in handle.readlines()[1:]:
-            fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
-                total += int(fields[4].split(":")[0], 16)
-    return total / MIB / MIB
+    return tcp_send_queue_bytes(port) / MIB / MIB
 
 
 def non_readers(port, zone, sources, clients=250, queries=64):

@@ -35,7 +35,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -43,13 +42,14 @@ import threading
 import time
 from pathlib import Path
 
+import bootstrap  # noqa: F401  pylint: disable=unused-import  # tests/support on sys.path
+import relay_attack
+from support.dns_wire import query_wire
+from support.net import free_port
+from support.procfs import status_kib
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE.parent))  # tests/: the shared helpers
-sys.path.insert(0, str(HERE))  # relay_attack next to this file
-from support.net import free_port  # noqa: E402  pylint: disable=wrong-import-position
-
-import relay_attack  # noqa: E402  pylint: disable=wrong-import-position
 
 RELAY = ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # what a Debian CT runs
@@ -111,17 +111,6 @@ def pss_kib(pid):
     return 0
 
 
-def status_kib(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 class Peer:
     """One DNS server process (or socat's process tree) on 127.0.0.1:port."""
 
@@ -149,13 +138,13 @@ class Peer:
         return descendants(self.proc.pid) if self.tree else [self.proc.pid]
 
     def rss_kib(self):
-        return sum(status_kib(pid, "VmRSS") for pid in self.pids())
+        return sum(status_kib(pid, "VmRSS", default=0) for pid in self.pids())
 
     def pss_kib(self):
         return sum(pss_kib(pid) for pid in self.pids())
 
     def hwm_kib(self):
-        return status_kib(self.proc.pid, "VmHWM")
+        return status_kib(self.proc.pid, "VmHWM", default=0)
 
     def cpu_seconds(self):
         """User + system CPU time of the peer's processes (every thread) so far."""
@@ -220,11 +209,6 @@ def answers(port):
             return sock.recv(512)[3] & 15 == 0
         except OSError:
             return False
-
-
-def query_wire(name):
-    qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\x00"
-    return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
 
 
 class Sampler:

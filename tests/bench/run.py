@@ -22,12 +22,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import relay_bench
+import relay_report
+import sections
 
-import relay_bench  # noqa: E402  pylint: disable=wrong-import-position
-import relay_report  # noqa: E402  pylint: disable=wrong-import-position
-import sections  # noqa: E402  pylint: disable=wrong-import-position
+HERE = Path(__file__).resolve().parent
 
 
 def bench_relay(args):

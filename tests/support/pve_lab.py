@@ -8,17 +8,20 @@ process; tests talk to it over real HTTPS with its own CA.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -235,3 +238,24 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+def call(server, method, path, token="ansible", headers=None, params=None):
+    """One HTTPS request to the API lab ``server`` as a token of enva@pve: (status, reason, decoded JSON body)."""
+    context = ssl.create_default_context(cafile=server.ca_path)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = "PVEAPIToken=enva@pve!%s=%s" % (token, server.token(token))
+    body = None
+    if params and method in ("POST", "PUT"):
+        body = urlencode(params)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    elif params:
+        path += "?" + urlencode(params)
+    try:
+        conn.request(method, "/api2/json" + path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.reason, json.loads(response.read() or b"null")
+    finally:
+        conn.close()

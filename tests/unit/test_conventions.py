@@ -9,6 +9,10 @@
   `--tags install` selects no task of any role.
 - Molecule scenarios live where molecule expects them in a collection (extensions/molecule), with a
   `default` scenario, so no run starts with a CRITICAL line.
+- The test tiers (tests/unit, tests/integration, tests/bench) never import each other: what two of them
+  share lives in tests/support and is imported as ``from support.X import ...`` (never through
+  ``ansible_collections.enva.pve.tests``); tests/support imports no tier. sys.path is edited in one place,
+  tests/bench/bootstrap.py (pytest.ini's ``pythonpath`` does it for the tests).
 """
 
 from __future__ import annotations
@@ -180,3 +184,92 @@ def test_molecule_sequence_steps_have_their_playbooks(scenario):
     sequence = (own.get("scenario") or {}).get("test_sequence", base["scenario"]["test_sequence"])
     missing = [step for step in sequence if step in PLAYBOOK_STEPS and not (scenario.parent / f"{step}.yml").is_file()]
     assert not missing, f"{scenario.parent.name}: no playbook for {missing}"
+
+
+# --- the test tiers -------------------------------------------------------------------------------------------
+
+TESTS = ROOT / "tests"
+TIERS = ("unit", "integration", "bench")
+BOOTSTRAP = TESTS / "bench" / "bootstrap.py"
+
+
+def python_under_tests():
+    return sorted(path for path in TESTS.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def tier_of(path):
+    """unit, integration, bench, support or lab: the top folder under tests/ of ``path``."""
+    return Path(path).resolve().relative_to(TESTS).parts[0]
+
+
+def imported_tiers(path):
+    """(line, module, tier) of each import in ``path`` that resolves to a file under tests/."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            base = path.parent.parents[node.level - 2] if node.level > 1 else path.parent
+            found.append((node.lineno, "." * node.level + (node.module or ""), tier_of(base)))
+            continue
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module] + ["%s.%s" % (node.module, alias.name) for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[:4] == ["ansible_collections", "enva", "pve", "tests"]:
+                found.append((node.lineno, name, "ansible_collections.enva.pve.tests"))
+            elif parts[0] in TIERS + ("support",):
+                found.append((node.lineno, name, parts[0]))
+            elif (TESTS / "bench" / (parts[0] + ".py")).exists():     # a benchmark module, by its own name
+                found.append((node.lineno, name, "bench"))
+    return found
+
+
+def sys_path_edits(path):
+    """Lines of ``path`` that change sys.path (assign to it or its items, or call a list method on it)."""
+    def is_sys_path(node):
+        return isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
+            and node.value.id == "sys"
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+            if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            if is_sys_path(target) or isinstance(target, ast.Subscript) and is_sys_path(target.value):
+                lines.append(node.lineno)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and is_sys_path(node.func.value) \
+                and node.func.attr in ("insert", "append", "extend", "remove", "pop", "clear"):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_tier_checks_catch_a_crossing(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import sys\nimport relay_bench\nfrom support.net import poll\nfrom unit import x\n"
+                      "from ansible_collections.enva.pve.tests.integration.relay import y\n"
+                      "sys.path.insert(0, 'a')\nsys.path[:0] = ['b']\nsys.path += ['c']\nprint(sys.path[0])\n")
+    assert [tier for _line, _name, tier in imported_tiers(sample)] == [
+        "bench", "support", "support", "unit", "unit"] + ["ansible_collections.enva.pve.tests"] * 2
+    assert sys_path_edits(sample) == [6, 7, 8]
+
+
+def test_the_tiers_are_found():
+    assert {tier_of(path) for path in python_under_tests()} >= set(TIERS) | {"support", "lab"}
+
+
+@pytest.mark.parametrize("path", [p for p in python_under_tests() if tier_of(p) in TIERS + ("support",)],
+                         ids=lambda p: str(p.relative_to(TESTS)))
+def test_a_tier_imports_only_itself_and_tests_support(path):
+    own = tier_of(path)
+    allowed = {"support"} if own == "support" else {own, "support"}
+    crossing = ["line %d: %s (%s)" % (line, name, tier) for line, name, tier in imported_tiers(path)
+                if tier not in allowed]
+    assert crossing == [], "%s imports outside its tier and tests/support: %s" % (path.relative_to(ROOT), crossing)
+
+
+def test_sys_path_is_edited_only_by_the_bench_bootstrap():
+    edits = {str(path.relative_to(ROOT)): sys_path_edits(path) for path in python_under_tests() if path != BOOTSTRAP}
+    assert {where: lines for where, lines in edits.items() if lines} == {}
+    assert sys_path_edits(BOOTSTRAP)

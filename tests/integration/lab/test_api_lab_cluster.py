@@ -11,9 +11,7 @@ import shutil
 
 import pytest
 
-from support.pve_lab import FakeLab, LabServer
-
-from .test_api_lab_http import call
+from support.pve_lab import FakeLab, LabServer, call
 
 
 @pytest.fixture

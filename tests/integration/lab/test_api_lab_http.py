@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import ssl
 import stat
-from urllib.parse import urlencode
-
 
 from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 from support.net import poll
-from support.pve_lab import FakeLab, LabServer
+from support.pve_lab import FakeLab, LabServer, call
 
 # --- HTTP, as PVE answers -----------------------------------------------------------------------------------
-
-
-def call(server, method, path, token="ansible", headers=None, params=None):
-    context = ssl.create_default_context(cafile=server.ca_path)
-    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
-    headers = dict(headers or {})
-    if token:
-        headers["Authorization"] = "PVEAPIToken=enva@pve!%s=%s" % (token, server.token(token))
-    body = None
-    if params and method in ("POST", "PUT"):
-        body = urlencode(params)
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    elif params:
-        path += "?" + urlencode(params)
-    try:
-        conn.request(method, "/api2/json" + path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.reason, json.loads(response.read() or b"null")
-    finally:
-        conn.close()
 
 
 def test_error_answers_have_pves_status_lines_and_bodies(lab):

@@ -1,10 +1,10 @@
-"""Fixtures for the relay's tests (the helpers live in relay_support.py)."""
+"""Fixtures for the relay's tests (the helpers live in tests/support/relay.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.enva.pve.tests.integration.relay.relay_support import WAIT, RelayProcess, ScriptedUpstream, answer
+from support.relay import WAIT, RelayProcess, ScriptedUpstream, answer
 
 
 @pytest.fixture

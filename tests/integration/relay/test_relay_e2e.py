@@ -18,7 +18,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from ansible_collections.enva.pve.tests.integration.relay.relay_support import (
+from support.relay import (
     RELAY, RELAY_PYTHON, WAIT, Reply, answer, ask_udp, free_port, make_answer, make_query, question_len, read_tcp_message,
     silent, tcp_frame, udp_client, wait_for, with_id,
 )

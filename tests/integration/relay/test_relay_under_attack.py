@@ -21,38 +21,17 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
-from ansible_collections.enva.pve.tests.integration.relay.relay_support import (
+from support.relay import (
     WAIT, Reply, answer, ask_udp, free_port, make_answer, make_query, read_tcp_message, silent, tcp_frame, udp_client, wait_for,
     with_id,
 )
+from support.procfs import status_kib, tcp_send_queue_bytes
 
 LINGER_RST = struct.pack("ii", 1, 0)
 
 
 def rcode_of(wire):
     return wire[3] & 0x0F
-
-
-def status_kib(pid, field):
-    with open("/proc/%d/status" % pid) as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s for %d" % (field, pid))
-
-
-def queued_kib(port):
-    """Bytes the kernel holds in the send queues of the relay's TCP connections on ``port`` (/proc/net/tcp tx_queue), KiB.
-
-    They count against a CT's memory cgroup as much as the relay's RSS does.
-    """
-    total = 0
-    with open("/proc/net/tcp") as handle:
-        for line in handle.readlines()[1:]:
-            fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # ESTABLISHED
-                total += int(fields[4].split(":")[0], 16)
-    return total / 1024
 
 
 def connect(port, source="127.0.0.1", rcvbuf=None):
@@ -132,7 +111,7 @@ def test_clients_that_never_read_their_answers_cannot_grow_the_relay_past_its_bu
             return (cut >= clients or delivered) and metrics["enva_dns_relay_inflight"] == 0
         wait_for(settled, timeout=120, what="every non-reading client cut off (or every answer buffered)")
         peak_mib = status_kib(relay.pid, "VmHWM") / 1024
-        kernel_mib = queued_kib(relay.port) / 1024
+        kernel_mib = tcp_send_queue_bytes(relay.port) / 1024 / 1024
     finally:
         for sock in socks:
             sock.close()

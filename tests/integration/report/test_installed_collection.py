@@ -16,7 +16,7 @@ import tarfile
 import pytest
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import varied_fleet
+from support.audit_inputs import varied_fleet
 from support.release import BIN, install_release
 
 TEMPLATES = ["plugins/plugin_utils/templates/oom_audit.html.j2", "plugins/plugin_utils/templates/oom_audit.md.j2"]

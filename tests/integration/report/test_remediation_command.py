@@ -1,7 +1,7 @@
 """The report's remediation command, run word for word, raises exactly the CTs the report names.
 
 A synthetic fleet of 12 CTs on 3 nodes behind the PVE API lab (HTTPS on loopback, tests/lab/pve_api.py
---synthetic-cts), with the kernel logs and journals of tests/bench/bench_oom_audit.py: the audit
+--synthetic-cts), with the kernel logs and journals of tests/support/fleet.py: the audit
 (playbooks/oom_audit.yml) writes its Markdown report; the ```sh block under "Remediate" is split with shlex and
 run as it stands; a second audit then finds those CTs at the memory the first one recommended, and nothing left
 to raise.
@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.enva.pve.tests.bench import bench_oom_audit as fleet
+from support import fleet
 
 CTS = 12
 

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
-from ansible_collections.enva.pve.tests.integration.report import browser
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import varied_fleet
+from support import browser
+from support.audit_inputs import varied_fleet
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / "build"

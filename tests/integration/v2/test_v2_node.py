@@ -12,11 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from enva_lab import procs, vmnode
 
 ROOT = Path(__file__).resolve().parents[3]
 LABCTL = ROOT / "tests" / "lab" / "labctl"
@@ -26,9 +26,6 @@ BUILD = ROOT / "build" / "v2"
 # Stuck at memory.high this long (no query answered, high events rising) counts as the stall here; labctl's
 # own default is 60 s (reached in every run here, which stopped it there).
 STALL_SECONDS = 30
-
-sys.path.insert(0, str(ROOT / "tests" / "lab"))
-from enva_lab import procs, vmnode  # noqa: E402  pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.v2
 

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.roles.dns_relay.files.enva_relay import wire as relay
-from ansible_collections.enva.pve.tests.integration.relay.relay_support import make_answer, make_query
+from support.relay import make_answer, make_query
 
 HEADER = bytes.fromhex("abcd01000001000000000000")  # ID abcd, RD, QDCOUNT 1
 A_IN = b"\x00\x01\x00\x01"

@@ -3,21 +3,18 @@ lines appended to a file); its argument spec is checked with every role's in tes
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
-from ansible_collections.enva.pve.tests.unit.roles import role_specs
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
+from support import role_specs
+from support.role_specs import ROOT
+from support.scripts import load_script
 
 ROLE = ROOT / "roles" / "ct_logging"
 
 
 def load_helper():
-    spec = importlib.util.spec_from_file_location("ct_logging_helper", ROLE / "files" / "ct_logging.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROLE / "files" / "ct_logging.py", "ct_logging_helper")
 
 
 helper = load_helper()

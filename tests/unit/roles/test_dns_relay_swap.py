@@ -3,7 +3,6 @@ forwarder pattern) and the commands against a fake systemctl."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from support.scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "dns_relay" / "files" / "enva_dns_relay_swap.py"
-spec = importlib.util.spec_from_file_location("enva_dns_relay_swap", SCRIPT)
-swap = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(swap)
+swap = load_script(SCRIPT, "enva_dns_relay_swap")
 
 SOCAT = "/usr/bin/socat UDP4-LISTEN:53,fork,reuseaddr UDP4:10.217.0.53:53"
 SHOW = """Id=dns-forwarder.service

@@ -3,7 +3,6 @@ and its in-CT helper files/ct_dns_facts.py (parsers over real-looking input, and
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import socket
@@ -12,18 +11,16 @@ import sys
 
 import pytest
 
-from ansible_collections.enva.pve.tests.unit.roles import role_specs
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
+from support import role_specs
+from support.role_specs import ROOT
+from support.scripts import load_script
 
 ROLE = ROOT / "roles" / "haproxy_dns"
 
 
 @pytest.fixture(scope="module")
 def facts():
-    spec = importlib.util.spec_from_file_location("ct_dns_facts", ROLE / "files" / "ct_dns_facts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROLE / "files" / "ct_dns_facts.py", "ct_dns_facts")
 
 
 def test_secrets_are_no_log():

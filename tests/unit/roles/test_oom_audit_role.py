@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
+from support.role_specs import ROOT
 
 
 def test_playbook_syntax():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.enva.pve.tests.unit.roles import role_specs
-from ansible_collections.enva.pve.tests.unit.roles.role_specs import ROOT
+from support import role_specs
+from support.role_specs import ROOT
 
 ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "meta" / "argument_specs.yml").exists())
 # Facts a role sets for its callers (documented in its README or argument spec description), not inputs.

@@ -4,7 +4,6 @@ kernel lines as the lab's kern.log has them, and the before/after table."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import subprocess
 import time
@@ -12,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from support.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("enva_demo", ROOT / "tools" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "tools" / "demo.py", "enva_demo")
 
 
 KERNEL = [

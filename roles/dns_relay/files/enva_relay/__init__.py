@@ -1,13 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: enva.pve contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""enva-dns-relay as a package: wire format, config, rtnetlink, systemd, UDP, TCP both sides, metrics, the loop.
+"""enva-dns-relay as a package: wire format, config, rtnetlink, systemd, the forwarding path, UDP, TCP both sides, metrics, the loop.
 
 Modules: wire (pure DNS message functions), config (options, INI, flags),
 netlink (the host's subnets), systemd (sd_notify, journald, rate-limited
-warnings), state (the records the loop keeps), udp / tcp_clients /
-tcp_upstreams / metrics (the handlers, mixed into one Relay), relay (the loop,
-configuration changes, timers, signals), main (the command line).
+warnings), state (RelayState: what the parts share, declared once; the
+records the loop keeps), forwarding (the path every query takes, UDP or
+TCP), udp (UDP socket I/O, clients' and upstreams'), tcp_clients,
+tcp_upstreams, metrics (each part receives the RelayState and the parts it
+calls), relay (the loop, configuration changes, timers, signals), main (the
+command line).
 DOC below is the --help text.
 """
 

@@ -22,34 +22,57 @@ def resident_bytes():
         return 0
 
 
-class MetricsMixin:
-    """The metrics endpoint and the counters (mixed into Relay)."""
+class Metrics:
+    """The metrics endpoint (its listener and clients are kept here) and the counters.
 
-    def _on_metrics_accept(self, _obj, _events):
+    Its reach in the shared state (reads, but for its own sockets): udp_queries,
+    tcp_queries, rcodes, events, inflight, upstreams (their counters), now,
+    warnings, epoll, register, unregister; of the TCP clients' part: clients
+    and buffered.
+    """
+
+    def __init__(self, state, tcp_clients):
+        self.state = state
+        self.tcp_clients = tcp_clients
+        self.sock = None  # the listener, with its address as configured
+        self.label = None
+        self.clients = []
+
+    def listen(self, sock, label):
+        """Serve on ``sock`` (None: no endpoint) instead of the listener so far, which is closed."""
+        if self.sock is not None:
+            self.state.unregister(self.sock)
+        self.sock, self.label = sock, label
+        if sock is not None:
+            self.state.register(sock, EPOLLIN, self._on_accept, None)
+            LOG.info("metrics on http://%s/metrics", label)
+
+    def _on_accept(self, _obj, _events):
+        state = self.state
         try:
-            sock, _peer = self.metrics_sock.accept()
+            sock, _peer = self.sock.accept()
         except BlockingIOError:
             return
         except OSError as exc:  # EMFILE: refuse it rather than spin on a listener that stays readable
-            self.warnings.warning("metrics", self.now, "metrics: accept failed (%s); closing the metrics endpoint until the next reload", exc)
-            self._unregister(self.metrics_sock)
-            self.metrics_sock = self.metrics_label = None
+            state.warnings.warning("metrics", state.now, "metrics: accept failed (%s); closing the metrics endpoint until the next reload", exc)
+            state.unregister(self.sock)
+            self.sock = self.label = None
             return
-        if len(self.metrics_clients) >= METRICS_CLIENTS:
+        if len(self.clients) >= METRICS_CLIENTS:
             sock.close()
             return
         sock.setblocking(False)
-        client = MetricsClient(sock, self.now)
-        self.metrics_clients.append(client)
-        self._register(sock, EPOLLIN, self._on_metrics_client, client)
+        client = MetricsClient(sock, state.now)
+        self.clients.append(client)
+        state.register(sock, EPOLLIN, self._on_client, client)
 
-    def _on_metrics_client(self, client, _events):
+    def _on_client(self, client, _events):
         try:
             if not client.wbuf:
                 chunk = client.sock.recv(4096)
                 client.rbuf += chunk
                 if not chunk or len(client.rbuf) > 8192:
-                    self._close_metrics(client)
+                    self._close(client)
                     return
                 if b"\r\n\r\n" not in client.rbuf and b"\n\n" not in client.rbuf:
                     return
@@ -60,33 +83,39 @@ class MetricsMixin:
         except BlockingIOError:
             return
         except OSError:
-            self._close_metrics(client)
+            self._close(client)
             return
         if client.wbuf:
-            self.epoll.modify(client.sock.fileno(), EPOLLOUT)
+            self.state.epoll.modify(client.sock.fileno(), EPOLLOUT)
         else:
-            self._close_metrics(client)
+            self._close(client)
 
-    def _close_metrics(self, client):
-        if client in self.metrics_clients:
-            self.metrics_clients.remove(client)
-            self._unregister(client.sock)
+    def _close(self, client):
+        if client in self.clients:
+            self.clients.remove(client)
+            self.state.unregister(client.sock)
+
+    def timers(self, now):
+        """Close the requests older than 5 seconds."""
+        for client in [c for c in self.clients if c.since < now - 5.0]:
+            self._close(client)
 
     def snapshot(self):
         """Every counter, as {name: value} with Prometheus-style label suffixes."""
+        state = self.state
         values = collections.OrderedDict()
-        values['queries_total{transport="udp"}'] = self.udp_queries
-        values['queries_total{transport="tcp"}'] = self.tcp_queries
-        for rcode, count in enumerate(self.rcodes):
+        values['queries_total{transport="udp"}'] = state.udp_queries
+        values['queries_total{transport="tcp"}'] = state.tcp_queries
+        for rcode, count in enumerate(state.rcodes):
             if count or rcode in (0, 1, 2, 3, 4, 5):
                 values['responses_total{rcode="%s"}' % RCODE_NAMES[rcode]] = count
         for name in ("malformed", "refused", "ignored", "servfail", "dropped", "tcp", "reload", "errors"):
-            for key in sorted(k for k in self.events if k.startswith(name + ":")):
-                values['%s_total{reason="%s"}' % (name, key.partition(":")[2])] = self.events[key]
-        values["inflight"] = sum(1 for p in self.inflight.values() if p.reply is not None)
-        values["tcp_clients"] = len(self.tcp_clients)
-        values["tcp_buffered_bytes"] = self.tcp_buffered
-        for upstream in self.upstreams:
+            for key in sorted(k for k in state.events if k.startswith(name + ":")):
+                values['%s_total{reason="%s"}' % (name, key.partition(":")[2])] = state.events[key]
+        values["inflight"] = sum(1 for p in state.inflight.values() if p.reply is not None)
+        values["tcp_clients"] = len(self.tcp_clients.clients)
+        values["tcp_buffered_bytes"] = self.tcp_clients.buffered
+        for upstream in state.upstreams:
             label = '{upstream="%s"}' % upstream.label
             values["upstream_up" + label] = int(upstream.up)
             values["upstream_queries_total" + label] = upstream.queries
@@ -110,7 +139,7 @@ class MetricsMixin:
                 lines.append("# TYPE %s %s" % (name, kind))
             lines.append("enva_dns_relay_%s %s" % (key, value))
         lines.append("# TYPE enva_dns_relay_upstream_rtt_seconds histogram")
-        for upstream in self.upstreams:
+        for upstream in self.state.upstreams:
             total = 0
             for bound, count in zip(RTT_BOUNDS + (float("inf"),), upstream.rtt_buckets):
                 total += count
@@ -123,7 +152,7 @@ class MetricsMixin:
     def log_counters(self, why):
         """One log line with every counter and the mean upstream RTTs."""
         parts = ["%s=%s" % (key, value) for key, value in self.snapshot().items()]
-        for upstream in self.upstreams:
+        for upstream in self.state.upstreams:
             if upstream.answers:
                 parts.append('upstream_rtt_mean_ms{upstream="%s"}=%.3f' % (upstream.label, 1000 * upstream.rtt_sum / upstream.answers))
         LOG.info("counters (%s): %s", why, " ".join(parts))

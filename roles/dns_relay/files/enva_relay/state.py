@@ -1,9 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: enva.pve contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The records the event loop keeps (upstreams, queries in flight, connections) and its fixed tuning."""
+"""The records the event loop keeps: the state its parts share (RelayState), upstreams, queries in flight, connections; its fixed tuning."""
 
+import collections
+import ipaddress
+import os
 import select
+import time
+
+from .systemd import RateLimitedWarnings
 
 # Fixed tuning (the limits a user may change are options, see config.py) ------------------
 UDP_SOCKETS_PER_UPSTREAM = 8  # a power of two: a random byte picks one
@@ -25,6 +31,96 @@ RTT_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLL_BAD = select.EPOLLERR | select.EPOLLHUP
+
+
+class RelayState:
+    """What the parts of the relay share, declared once; each part receives it (and names the other parts it calls).
+
+    The loop (relay.py) owns it and sets the running configuration (apply);
+    forwarding.py, udp.py, tcp_clients.py, tcp_upstreams.py and metrics.py
+    read and change only what is listed here, plus their own records.
+    """
+
+    __slots__ = (
+        # the loop: epoll and its handlers, the time of this wakeup and its number, rate-limited warnings
+        "epoll", "handlers", "now", "round", "stopping", "warnings",
+        # key bases of upstream sockets and connections (index << 16), the random pool for IDs and socket picks
+        "next_index", "random", "random_pos",
+        # sockets: the listeners by (kind, label); upstreams in configured order, and in the order to try them
+        "listeners", "upstreams", "order", "retired",
+        # queries: in flight by key (in deadline order), counters
+        "inflight", "events", "rcodes", "udp_queries", "tcp_queries",
+        # access: the allow list and the decisions remembered per client address
+        "allow", "acl_cache",
+        # the running configuration (Settings) and the values the handlers read from it
+        "settings", "timeout", "max_inflight", "log_queries", "tcp_idle_timeout", "tcp_frame_timeout", "max_tcp_clients",
+        "max_tcp_per_client", "tcp_buffer", "tcp_budget", "max_upstream_tcp", "port_lifetime")
+
+    def __init__(self):
+        self.epoll = select.epoll()
+        self.handlers = {}  # fd -> (handler, obj): the loop calls handler(obj, events)
+        self.now = time.monotonic()
+        self.round = 0  # wakeups of the loop
+        self.stopping = False
+        self.warnings = RateLimitedWarnings()
+        self.next_index = 1
+        self.random = b""
+        self.random_pos = RANDOM_POOL
+        self.listeners = {}  # (kind, label) -> socket
+        self.upstreams = []  # Upstream, in the configured order
+        self.order = ()  # the same, healthy ones first
+        self.retired = collections.deque()  # (close_at, UpSocket): replaced or removed, open for late answers
+        self.inflight = {}  # key -> Pending
+        self.events = collections.Counter()  # "kind:reason" -> count
+        self.rcodes = [0] * 16  # answers sent to clients, by rcode
+        self.udp_queries = self.tcp_queries = 0
+        self.allow = ()
+        self.acl_cache = {}  # client address -> allowed
+        self.settings = None
+        self.timeout = self.max_inflight = self.tcp_idle_timeout = self.tcp_frame_timeout = None
+        self.max_tcp_clients = self.max_tcp_per_client = self.tcp_buffer = self.tcp_budget = None
+        self.max_upstream_tcp = self.port_lifetime = None
+        self.log_queries = False
+
+    def register(self, sock, mask, handler, obj):
+        """Poll ``sock`` for ``mask``; the loop calls ``handler(obj, events)``."""
+        fd = sock.fileno()
+        self.epoll.register(fd, mask)
+        self.handlers[fd] = (handler, obj)
+
+    def unregister(self, sock):
+        """Stop polling ``sock`` and close it."""
+        fd = sock.fileno()
+        if fd >= 0 and self.handlers.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+        sock.close()
+
+    def new_base(self):
+        """A fresh key base for an upstream socket or connection: base | ID keys its queries in flight."""
+        base = self.next_index << 16
+        self.next_index += 1
+        return base
+
+    def allowed(self, host):
+        """Whether ``host`` (a client address) is in the allow list; remembered in acl_cache."""
+        try:
+            addr = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return False
+        allowed = any(addr in net for net in self.allow)
+        if len(self.acl_cache) >= ACL_CACHE:
+            self.acl_cache.clear()
+        self.acl_cache[host] = allowed
+        return allowed
+
+    def random_bytes(self, count):
+        """``count`` unpredictable bytes, from a pool refilled from os.urandom."""
+        pos = self.random_pos
+        if pos + count > RANDOM_POOL:
+            self.random = os.urandom(RANDOM_POOL)
+            pos = 0
+        self.random_pos = pos + count
+        return self.random[pos:pos + count]
 
 
 class Upstream:

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.enva.pve.plugins.module_utils import dns_check
 from ansible_collections.enva.pve.plugins.modules import dns_query
 from support import module_harness as harness
-from ansible_collections.enva.pve.tests.integration.plugins.modules.dns_servers import (
+from support.dns_servers import (
     BIG_TXT, SilentTcp, SilentUdp, Unbound, free_port)
 from support.module_harness import ExitJson, FailJson
 

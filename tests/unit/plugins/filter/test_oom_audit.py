@@ -11,7 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.enva.pve.plugins.filter import oom_audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import cluster, node_evidence
+from support.audit_inputs import cluster, node_evidence
 
 ROOT = Path(__file__).resolve().parents[4]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.module_utils.declared_yaml import DeclaredError
-from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
+from support.declared_fixtures import fixture_bytes
 
 
 def load(name):

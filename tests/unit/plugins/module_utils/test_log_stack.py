@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.enva.pve.plugins.module_utils.log_stack import (
-    MIB, file_pages, logging_processes, parse_memory_stat, read_memory_stat, stat_version, summarize)
+    file_pages, logging_processes, parse_memory_stat, read_memory_stat, stat_version, summarize)
+from ansible_collections.enva.pve.plugins.module_utils.memory_size import MIB
 from ansible_collections.enva.pve.plugins.modules import lxc_oom_evidence
 from support import module_harness as harness
 

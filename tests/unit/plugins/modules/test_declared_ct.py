@@ -17,7 +17,7 @@ from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.modules import declared_ct
 from support import module_harness as harness
 from support.module_harness import ExitJson, FailJson
-from ansible_collections.enva.pve.tests.unit.plugins.module_utils.declared_fixtures import fixture_bytes
+from support.declared_fixtures import fixture_bytes
 
 ROOT = Path(__file__).resolve().parents[4]
 LAB_FILE = ROOT / "tests" / "lab" / "enva.yaml"

@@ -13,7 +13,7 @@ from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_charts a
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings as findings_lib
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import (
+from support.audit_inputs import (
     cluster, node_evidence, resource_item, varied_fleet)
 
 COMMAND = ("ansible-playbook -i /srv/site/hosts.yml enva.pve.oom_audit -e oom_audit_remediate=true "

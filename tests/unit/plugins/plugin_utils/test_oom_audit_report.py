@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_findings as findings
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import (
+from support.audit_inputs import (
     cluster, declared, node_evidence, resource_item)
 
 

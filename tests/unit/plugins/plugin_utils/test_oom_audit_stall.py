@@ -6,7 +6,7 @@ import copy
 
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_render as render
 from ansible_collections.enva.pve.plugins.plugin_utils import oom_audit_report as audit
-from ansible_collections.enva.pve.tests.unit.plugins.plugin_utils.audit_inputs import MIB, cluster, node_evidence
+from support.audit_inputs import MIB, cluster, node_evidence
 
 
 def stalled_evidence():

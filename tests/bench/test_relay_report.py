@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.enva.pve.tests.bench import relay_bench, relay_report, sections
+import relay_bench
+import relay_report
+import sections
 
 
 def figures(relay_qps=70000.0, relay_rss=16000, relay_p50=0.0001, flood_rss_end=16000):

@@ -27,8 +27,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from support import net
+from support.dns_wire import tcp_frame  # noqa: F401  pylint: disable=unused-import  # the relay tests frame with it
+from support.procfs import status_kib
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 # ENVA_RELAY=/path/to/an/older/enva_dns_relay.py runs the suite against another version (to see a test fail before a fix).
 RELAY = Path(os.environ.get("ENVA_RELAY") or ROOT / "roles" / "dns_relay" / "files" / "enva_dns_relay.py")
 WAIT = 30.0  # seconds: the most any wait may take before a test fails
@@ -104,10 +106,6 @@ def ask_udp(port, wire, timeout=WAIT):
             return sock.recv(65535)
         except socket.timeout:
             return None
-
-
-def tcp_frame(wire):
-    return len(wire).to_bytes(2, "big") + wire
 
 
 def read_tcp_message(sock):
@@ -333,11 +331,7 @@ class RelayProcess:
         return self.log_path.read_text(errors="replace")
 
     def rss_kib(self):
-        with open("/proc/%d/status" % self.pid) as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS for %d" % self.pid)
+        return status_kib(self.pid, "VmRSS")
 
     def metrics_text(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=WAIT) as response:

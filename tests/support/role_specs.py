@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict, "path": str}
 # Where a role reads its variables; tag names are not variables.
 SOURCES = (("tasks", "*.yml"), ("templates", "*.j2"), ("handlers", "*.yml"), ("vars", "*.yml"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ansible_collections.enva.pve.plugins.module_utils.declared_yaml import BOM
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "declared"
+FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "declared"
 BROKEN_YAML = b"containers:\n  - vmid: 2017\n    memory: 1024\n    tags: [edge, haproxy\n  - vmid: 2018\n"
 MADE = {
     "crlf-bom.yaml": lambda: BOM + (FIXTURES / "windows.yaml").read_bytes().replace(b"\n", b"\r\n"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.enva.pve.tests.bench import bench_dnsmasq as bench
+import bench_dnsmasq as bench
 
 
 def figures():

@@ -13,7 +13,7 @@ from pathlib import Path
 from ansible_collections.enva.pve.plugins.module_utils import declared_yaml
 from ansible_collections.enva.pve.plugins.modules import declared_ct, lxc_oom_evidence, pve_resources
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures"
 NOW = 1732406400.0            # 2024-11-24T00:00:00Z, a day after the fixture incident
 MIB = 1024 * 1024
 
