@@ -9,20 +9,24 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Stages of `make test`, in order (each is also a target of its own).
 TEST_STAGES := lint sanity unit integration labtest molecule v2test
 
-.PHONY: help setup test lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog freeze clean
+# VM nodes are PVE 9-shaped (Debian 13 trixie) unless PVE=8 (Debian 12 bookworm): make v2test PVE=8
+PVE ?= 9
+
+.PHONY: help setup test lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog freeze clean
 
 help:
 	@echo "make setup     Debian packages, pinned .venv, collection link (idempotent)"
 	@echo "make demo      the main job on the lab: reproduce the CT 2017 OOM, fix it, prove it"
 	@echo "make test      setup, then: $(TEST_STAGES); one summary"
 	@echo "make lint | sanity | unit | integration | labtest | molecule | v2test   one stage of make test"
+	@echo "make v2test PVE=8, make clustertest PVE=8   the VM stages on PVE 8-shaped (Debian 12) nodes; PVE 9 by default"
 	@echo "make clustertest  the three-node cluster scenario (molecule test -s cluster; about 25 min, not in make test)"
 	@echo "make bench     benchmarks (relay vs peers, ...) -> docs/benchmarks.md"
 	@echo "make build     ansible-galaxy collection build -> build/"
 
 # Stages run from `make test` get SETUP_DONE=1 so setup runs once per test run.
 ifneq ($(SETUP_DONE),1)
-lint sanity unit integration labtest molecule v2test clustertest demo bench build changelog: setup
+lint sanity unit promtool integration labtest molecule v2test clustertest demo bench build changelog: setup
 endif
 
 setup:
@@ -38,8 +42,13 @@ sanity:
 	tools/sanity.sh
 
 # tests/unit is pure: no root, no server, no lab; so are tests/bench/test_*.py (the benchmarks' own arithmetic).
+# Then the watch's alert rules (promtool check and test rules).
 unit:
 	tools/pytest.sh tests/unit tests/bench
+	tools/promtool.sh
+
+promtool:
+	tools/promtool.sh
 
 # tests/integration: real servers on loopback (unbound, the relay, the PVE API lab over TLS), browsers.
 integration:
@@ -61,14 +70,14 @@ molecule:
 # v2_haproxy_dns on it (the fix from this host's controller, the flood again), labctl down, stops the node.
 # Holds its own lock (one node pve1 per host); the host's lab is not touched.
 v2test:
-	flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s
+	ENVA_LAB_PVE=$(PVE) flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s
 
 # Three VM nodes as one PVE cluster (labctl cluster up; 3 x 2,560 MiB, TCG): the audit over SSH across the
 # nodes, the fix for CT 2017 through pct (community.proxmox.proxmox_pct_remote, no sshd in the CT), the
 # audit again, a node lost and the partial report. About 25 minutes, so not a stage of make test (which
 # stays under 30); holds the VM lock as v2test does.
 clustertest:
-	flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} $(VENV)/bin/molecule test -s cluster
+	ENVA_LAB_PVE=$(PVE) flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} $(VENV)/bin/molecule test -s cluster
 
 # The main job on the lab (tools/demo.py, as root): labctl up, the CT 2017 OOM as found, the fix
 # (playbooks/haproxy_dns.yml with inventories/lab), the same flood again, a before/after table.

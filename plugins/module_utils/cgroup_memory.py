@@ -25,7 +25,7 @@ V2_FILES = ("memory.max", "memory.high", "memory.current", "memory.peak", "memor
 V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.failcnt",
             "memory.oom_control", "memory.memsw.limit_in_bytes", "memory.memsw.usage_in_bytes",
             "memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt", "memory.soft_limit_in_bytes")
-_FLAT_KEYED = ("memory.events", "memory.swap.events", "memory.oom_control")
+_FLAT_KEYED = ("memory.events", "memory.swap.events", "memory.oom_control", "memory.stat")
 _PRESSURE = re.compile(r"^(some|full) (.*)$")
 
 
@@ -66,12 +66,27 @@ def discover_vmids(root):
 
 
 def read_file(path):
-    """The text of a cgroup (or /proc) file, None when it cannot be read (gone with its CT, no such file)."""
+    """The text of a cgroup (or /proc) file, None when it cannot be read (gone with its CT, no such file).
+
+    Plain ``os.open``/``os.read``: about six times cheaper than ``open()`` per file, which counts for a
+    reader that scans every CT's files every few seconds (enva-oom-watch).
+    """
     try:
-        with open(path) as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY)
     except (IOError, OSError):
         return None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (IOError, OSError):
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def parse_value(text):
@@ -120,10 +135,10 @@ def parse_pressure(text):
     return result or None
 
 
-def read_raw(version, path):
-    """Every counter file of the cgroup that exists, parsed; absent files are left out."""
+def read_raw(version, path, names=None):
+    """Every counter file of the cgroup that exists (or only ``names``), parsed; absent files are left out."""
     raw = {}
-    for name in (V2_FILES if version == "v2" else V1_FILES):
+    for name in (names or (V2_FILES if version == "v2" else V1_FILES)):
         text = read_file(os.path.join(path, name))
         if text is None:
             continue
@@ -204,3 +219,28 @@ def read_counters(root, vmid):
     if path is None:
         return None
     return normalize(version, path, read_raw(version, path))
+
+
+def page_cache_bytes(version, stat):
+    """The page cache in a parsed ``memory.stat``: v2 ``file``, v1 ``total_cache`` (``cache``); None when absent.
+
+    PVE counts a CT's memory as usage less this (pve-container's ``mem``), so
+    headroom is ``limit - (usage - page cache)``.
+    """
+    stat = stat or {}
+    keys = ("file",) if version == "v2" else ("total_cache", "cache")
+    for key in keys:
+        value = stat.get(key)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def pressure_seconds(pressure):
+    """``{"some": s, "full": s}``: PSI's cumulative ``total=`` (microseconds) as seconds; a kind absent is left out."""
+    seconds = {}
+    for kind in ("some", "full"):
+        total = ((pressure or {}).get(kind) or {}).get("total")
+        if isinstance(total, int):
+            seconds[kind] = total / 1e6
+    return seconds

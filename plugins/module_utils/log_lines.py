@@ -48,6 +48,7 @@ _SHORT = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\
 _DMESG_T = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\] ?(.*)$")
 _MONO = re.compile(r"(?:<\d+>)?\[\s*(\d+\.\d+)\] ?(.*)$")
 _KMSG = re.compile(r"\d+,\d+,(\d+),[^;]*;(.*)$")
+_KMSG_FIELDS = re.compile(r"(\d+),(\d+),(\d+),[^;]*;(.*)$")
 _MONOTONIC_TAG = re.compile(r"\S+ (kernel|systemd)(?:\[\d+\])?: (.*)$")
 _TAG = re.compile(r"(\S+) ([^\s:\[\]]+)(?:\[\d+\])?: ?(.*)$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
@@ -205,6 +206,18 @@ def parse_line(line, reference_epoch, boot_epoch=None, tz=None):
             monotonic, message = _inner_monotonic(message)
             return Record(epoch, monotonic, ident, message, None)
     return Record(None, None, None, line, None)
+
+
+def kmsg_fields(line):
+    """A ``/dev/kmsg`` record (``prio,seq,usec,flags;message``) as ``(sequence, usec, message)``; None otherwise.
+
+    The sequence numbers of the kernel's ring buffer grow by one per record, so
+    a gap between two reads is the count of records lost to an overrun.
+    """
+    match = _KMSG_FIELDS.match(line.rstrip("\r\n"))
+    if not match:
+        return None
+    return int(match.group(2)), int(match.group(3)), match.group(4)
 
 
 def parse_since(value, now, tz=None):

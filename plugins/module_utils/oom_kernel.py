@@ -103,7 +103,7 @@ class _Event(object):
     __slots__ = ("epoch", "monotonic", "header", "invoker", "gfp_mask", "order", "cpuset", "constraint",
                  "oom_memcg", "task_memcg", "stats_memcg", "meminfo", "columns", "tasks", "task_count",
                  "selected", "summary_task", "victims", "reaped", "group_memcg", "no_killable", "vmid",
-                 "attributed_by")
+                 "attributed_by", "reported")
 
     def __init__(self, epoch, monotonic, header):
         self.epoch = epoch
@@ -121,6 +121,7 @@ class _Event(object):
         self.no_killable = False
         self.vmid = None
         self.attributed_by = None
+        self.reported = 0
 
     @property
     def finished(self):
@@ -448,6 +449,38 @@ class KernelLogParser(object):
         if len(candidates) == 1:
             return candidates.pop(), "command in a recent task dump"
         return None, None
+
+    def take_kills(self):
+        """Kills printed since the last call, for a reader that follows the log as it grows.
+
+        Each is ``{"vmid", "attributed_by", "pid", "name", "epoch", "uptime", "event"}``
+        (``event`` the report as ``result()`` gives it); every victim is returned once.
+        """
+        kills = []
+        for index, event in enumerate(self.events):
+            if len(event.victims) <= event.reported:
+                continue
+            event.vmid, event.attributed_by = self._attribute(index, event)
+            report = event.as_dict(self.page_kb)
+            for victim in event.victims[event.reported:]:
+                kills.append({"vmid": event.vmid, "attributed_by": event.attributed_by, "pid": victim["pid"],
+                              "name": victim["name"], "epoch": victim["epoch"], "uptime": event.monotonic,
+                              "event": report})
+            event.reported = len(event.victims)
+        return kills
+
+    def forget(self, keep=64):
+        """Drop all but the last ``keep`` events and the pid maps that point at dropped ones (a follower's
+        memory stays bounded; attribution needs only the recent task dumps)."""
+        if len(self.events) <= keep:
+            return
+        self.events = self.events[-keep:]
+        kept = set(id(event) for event in self.events)
+        if self._current is not None and id(self._current) not in kept:
+            self._current = None
+        self._pid_owner = dict((pid, event) for pid, event in self._pid_owner.items() if id(event) in kept)
+        self._victim_event = dict((pid, event) for pid, event in self._victim_event.items() if id(event) in kept)
+        self.network = self.network[-keep:]
 
     def result(self):
         """Every event (as dicts, in log order), the veth port lines, and counts."""

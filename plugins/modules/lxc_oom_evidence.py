@@ -79,6 +79,14 @@ options:
       - Directory of the node's CT configurations (C(VMID.conf)), for the CT list and configured memory.
     type: path
     default: /etc/pve/lxc
+  flight_dir:
+    description:
+      - The flight records of enva-oom-watch (role C(enva.pve.oom_watch)), snapshots of a CT's processes and
+        cgroup files taken when it stalled, was OOM-killed or forked fast, before its cgroup vanished.
+      - A directory that does not exist (the watch not installed) adds nothing. Records of a CT become
+        RV(cts.flight), and name the incident in C(verdict.likely_cause) when nothing else does.
+    type: path
+    default: /var/lib/enva-oom-watch/flight
 extends_documentation_fragment:
   - enva.pve.attributes
   - enva.pve.attributes.read_only
@@ -186,6 +194,12 @@ cts:
           C(usage_bytes), C(high_bytes), C(limit_bytes), C(usage_pct_of_high), C(pressure), C(filled_by) (the
           census's top command, C(name), C(count), C(rss_kb)), C(reason).
       type: dict
+    flight:
+      description:
+        - The watch's flight records of the CT in the window, null without any. C(records) (C(file), C(time),
+          C(reason), C(processes), C(top_commands) with C(name), C(count), C(rss_kb)) and C(cause) (the record
+          with most processes of one command, as a fork storm when it is one).
+      type: dict
     recommended_memory_mb:
       description: The memory the CT should get, in MiB; null when no limit is known.
       type: int
@@ -232,6 +246,7 @@ from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import ct_c
 from ansible_collections.enva.pve.plugins.module_utils.ct_census import take_census
 from ansible_collections.enva.pve.plugins.module_utils.log_stack import read_memory_stat, summarize as logging_stack
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle, vmid_from_filename
+from ansible_collections.enva.pve.plugins.module_utils.flight_record import read_records, summarize as flight_summary
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_since
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report
@@ -404,6 +419,8 @@ def gather(params, run, now=None, page_size=4096):
     running = discover_vmids(params["cgroup_root"])
     logged = {item["vmid"] for item in kernel["events"] + lifecycle if item["vmid"] is not None
               and (since_epoch is None or item["epoch"] is None or item["epoch"] >= since_epoch)}
+    flight = read_records(params["flight_dir"], since=since_epoch) if params.get("flight_dir") else []
+    logged |= {record["vmid"] for record in flight if isinstance(record.get("vmid"), int)}
     vmids = select_vmids(params.get("vmid"), configs, running, logged, params["pve_config_dir"],
                          params["cgroup_root"])
 
@@ -417,6 +434,10 @@ def gather(params, run, now=None, page_size=4096):
             census[vmid]["logging_stack"] = logging_stack(census[vmid], read_memory_stat(path),
                                                           counters[vmid]["limit_bytes"], counters[vmid]["usage_bytes"])
     reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch)
+    for vmid, report in reports.items():
+        report["flight"] = flight_summary([record for record in flight if record.get("vmid") == vmid])
+        if report["flight"] and not report["verdict"]["likely_cause"]:
+            report["verdict"]["likely_cause"] = report["flight"]["cause"]
     if kernel_source["kind"] == "dmesg" and any(report["partial_events"] for report in reports.values()):
         warnings.append("dmesg lost the start of some OOM reports (its ring buffer wrapped or the kernel "
                         "rate-limited them); kernel_log=journal or /var/log/kern.log keeps them whole")
@@ -445,6 +466,7 @@ def main():
             census=dict(type="bool", default=True),
             cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
             pve_config_dir=dict(type="path", default="/etc/pve/lxc"),
+            flight_dir=dict(type="path", default="/var/lib/enva-oom-watch/flight"),
         ),
         supports_check_mode=True,
     )

@@ -326,6 +326,8 @@ def ct_entry(vmid, resource, by_node, declared_cts):
     incidents_raw = [incident for _node, incident in incident_pairs]
     if evidence_node is not None:
         the_verdict = oom_report.verdict(incidents_raw, counters, census, int(vmid))
+        if not the_verdict.get("likely_cause") and (report.get("flight") or {}).get("cause"):
+            the_verdict["likely_cause"] = report["flight"]["cause"]      # the watch's flight record names it
         recommended, reasoning = oom_report.recommend(int(vmid), the_verdict, counters, config or None, incidents_raw)
     else:
         the_verdict = {"oom_killed": False, "incidents": 0, "oom_kills_in_log": 0, "oom_kills_counted": 0,

@@ -6,6 +6,7 @@
     .venv/bin/python tests/bench/run.py oom-audit --write docs/benchmarks.md  # fleet audit, 250/500/1,000 CTs (~3 min)
     .venv/bin/python tests/bench/run.py oom-audit-scale --write docs/benchmarks.md  # 10-100 nodes, forks (~25 min)
     .venv/bin/python tests/bench/run.py dnsmasq --write docs/benchmarks.md   # why not dnsmasq (~4 min)
+    .venv/bin/python tests/bench/run.py oom-watch --write docs/benchmarks.md # the watch's overhead, stall -> alert (~5 min)
     .venv/bin/python tests/bench/run.py all --write docs/benchmarks.md        # what `make bench` runs
 
 The report is sectioned (tests/bench/sections.py): each benchmark owns one
@@ -67,7 +68,12 @@ def bench_oom_audit_scale(args):
     return subprocess.run(command, check=False).returncode
 
 
-BENCHMARKS = {"relay": bench_relay, "oom-evidence": bench_oom_evidence, "oom-audit": bench_oom_audit,
+def bench_oom_watch(args):
+    command = [sys.executable, str(HERE / "bench_oom_watch.py")] + (["--write", args.write] if args.write else [])
+    return subprocess.run(command, check=False).returncode
+
+
+BENCHMARKS = {"relay": bench_relay, "oom-watch": bench_oom_watch, "oom-evidence": bench_oom_evidence, "oom-audit": bench_oom_audit,
               "oom-audit-scale": bench_oom_audit_scale, "dnsmasq": bench_dnsmasq}
 
 

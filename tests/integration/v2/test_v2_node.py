@@ -1,7 +1,8 @@
 """The lab on a cgroup v2 host: a PVE-shaped VM node (qemu, TCG here), labctl inside it, the incident, the fix.
 
 Needs root and qemu (``make setup`` installs it); run by ``make v2test``. Boots node pve1 (the image
-is built once and cached in /var/cache/enva-lab/node), runs ``labctl up``, ``status``, ``reproduce``
+is built once and cached in /var/cache/enva-lab/node-RELEASE: trixie, PVE 9-shaped, unless
+ENVA_LAB_PVE=8, ``make v2test PVE=8``), runs ``labctl up``, ``status``, ``reproduce``
 inside it, then the molecule scenario v2_haproxy_dns on the same node (the playbook from this host's
 controller, the same flood after the fix), then ``labctl down``; stops the node and checks that nothing
 of it is left on this host. The reproduction's JSON (rates, memory.events, PSI, kernel lines) is kept in
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from enva_lab import procs, vmnode
+from enva_lab import procs, settings, vmnode
 
 ROOT = Path(__file__).resolve().parents[3]
 LABCTL = ROOT / "tests" / "lab" / "labctl"
@@ -75,6 +76,30 @@ def test_node_is_a_cgroup_v2_pve_shaped_host(node):
     lines = done.stdout.splitlines()
     assert lines[0] == "cgroup2fs" and "memory" in lines[1].split()
     assert lines[2] == "ExecStart=/usr/bin/lxc-start -F -n %i" and lines[3] == "systemd"
+
+
+def test_node_is_of_the_release_asked_for(node):
+    """PVE 9-shaped (Debian 13: systemd 257, LXC 6, python3 3.13) by default; PVE 8 (Debian 12) with ENVA_LAB_PVE=8."""
+    release = settings.node_release()
+    done = on_node("cut -d. -f1 /etc/debian_version; systemctl --version | awk 'NR == 1 {print $2}'; "
+                   "lxc-start --version | cut -d. -f1; python3 -c 'import sys; print(sys.version_info[1])'; uname -r")
+    assert done.returncode == 0, done.stderr
+    debian, systemd, lxc, python_minor, kernel = done.stdout.split()
+    assert (debian, node["release"]) == (settings.RELEASES[release], release)
+    assert (int(systemd), int(lxc), int(python_minor)) >= ((257, 6, 13) if release == "trixie" else (252, 5, 11))
+    print("\nnode pve1: Debian %s, systemd %s, LXC %s, python3.%s, kernel %s" % (
+        debian, systemd, lxc, python_minor, kernel))
+
+
+def test_cts_of_both_releases_run_on_the_node(lab_up):
+    """CT 2017 as the incident had it (Debian 12), CT 2101 on Debian 13, both booted by their own systemd."""
+    done = on_node("for ct in 2017 2101; do pct exec $ct -- sh -c 'cut -d. -f1 /etc/debian_version; "
+                   "timeout 120 systemctl is-system-running --wait || true; python3 -c \"import sys; print(sys.version_info[1])\"'; done",
+                   timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.split()
+    assert lines[0::3] == ["12", "13"] and set(lines[1::3]) <= {"running", "degraded"}, lines
+    assert lines[2::3] == ["11", "13"], lines
 
 
 def test_status_names_the_v2_backend_and_pves_limits(lab_up):

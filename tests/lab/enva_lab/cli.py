@@ -34,6 +34,9 @@ def _parser():
                        ("reset", "rebuild a CT from the cache in its declared as-found state")):
         command = sub.add_parser(name, help=text)
         command.add_argument("vmid", type=int)
+        if name == "reset":
+            command.add_argument("--release", help="on this Debian release's rootfs instead of the declared one "
+                                 "(trixie or bookworm; a scenario's variant: the next reset or up goes back)")
     exe = sub.add_parser("exec", help="run a command in a CT (lxc-attach): labctl exec 2017 -- ps aux")
     exe.add_argument("vmid", type=int)
     exe.add_argument("argv", nargs=argparse.REMAINDER, help="the command (after --); a login shell without one")
@@ -63,7 +66,8 @@ def _parser():
     _vm_parser(sub)
     cluster = sub.add_parser("cluster", help="three VM nodes as one PVE cluster (pve1, pve2, pve3; CTs spread)")
     clsub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
-    clsub.add_parser("up", help="boot the nodes, the lab on each, the cluster's API on every node")
+    clup = clsub.add_parser("up", help="boot the nodes, the lab on each, the cluster's API on every node")
+    clup.add_argument("--release", help=RELEASE_HELP)
     reset = clsub.add_parser("reset", help="a CT as found again on its node, and the controller's copies again")
     reset.add_argument("vmid", nargs="?", type=int, default=2017)
     clsub.add_parser("down", help="stop every node and remove their state")
@@ -77,10 +81,15 @@ def _parser():
     return parser
 
 
+RELEASE_HELP = ("the nodes' Debian release: trixie (13, PVE 9-shaped; the default) or bookworm (12, PVE 8); "
+                "default $ENVA_LAB_PVE (9 or 8)")
+
+
 def _vm_parser(sub):
     vm = sub.add_parser("vm", help="PVE-shaped nodes as qemu VMs (cgroup v2, systemd, pve-container@VMID)")
     vmsub = vm.add_subparsers(dest="vm_command", required=True, metavar="VM_COMMAND")
-    vmsub.add_parser("build", help="build the node image (once; cached in /var/cache/enva-lab/node)")
+    build = vmsub.add_parser("build", help="build the node image (once; cached in /var/cache/enva-lab/node-RELEASE)")
+    build.add_argument("--release", help=RELEASE_HELP)
     for name, text in (("up", "boot a node (building the image when needed) and wait for SSH"),
                        ("down", "stop a node (all with no name) by PID and remove its state"),
                        ("push", "copy this checkout's tests/lab to the node's /opt/enva"),
@@ -88,8 +97,11 @@ def _vm_parser(sub):
                                "and API (inventories/vm-node) to <vm dir>/NAME/lab")):
         command = vmsub.add_parser(name, help=text)
         command.add_argument("name", nargs="?", default=None if name == "down" else "pve1")
+        if name == "up":
+            command.add_argument("--release", help=RELEASE_HELP)
     st = vmsub.add_parser("status", help="the image and the nodes")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--release", help=RELEASE_HELP)
     ssh = vmsub.add_parser("ssh", help="a command on a node as root: labctl vm ssh pve1 -- labctl status")
     ssh.add_argument("name")
     ssh.add_argument("argv", nargs=argparse.REMAINDER)
@@ -97,7 +109,8 @@ def _vm_parser(sub):
 
 def _vm_main(args):
     from enva_lab import vmimage, vmnode    # pylint: disable=import-outside-toplevel
-    nodes = vmnode.Nodes(out=lambda line: print(line, flush=True))
+    nodes = vmnode.Nodes(paths=vmimage.Paths(release=getattr(args, "release", None)),
+                         out=lambda line: print(line, flush=True))
     if args.vm_command == "build":
         seconds = vmimage.build(nodes.paths, nodes.out)
         print("node image: %s (%s)" % ("built in %.0f s" % seconds if seconds else "cached", nodes.paths.node))
@@ -115,20 +128,26 @@ def _vm_main(args):
         if args.json:
             print(json.dumps(status, indent=1))
         else:
-            print("image %s: %s%s" % (status["image"], "built" if status["image_current"] else "not built",
-                                      " (kernel %s)" % status["kernel"] if status["kernel"] else ""))
+            print("image %s (%s, PVE %s-shaped): %s%s" % (
+                status["image"], status["release"], status["pve"], "built" if status["image_current"] else "not built",
+                " (kernel %s)" % status["kernel"] if status["kernel"] else ""))
+            if status["note"]:
+                print(status["note"])
             for node in status["nodes"]:
-                print("node %s: %s, %s, ssh %s, api %s, booted in %s s" % (
+                print("node %s: %s, %s, %s, ssh %s, api %s, booted in %s s" % (
                     node["name"], "running pid %d" % node["pid"] if node["running"] else "not running",
-                    (node["accel"] or "?").upper(), node["ssh"], node["api"], node["boot_seconds"]))
+                    node.get("release") or "?", (node["accel"] or "?").upper(), node["ssh"], node["api"],
+                    node["boot_seconds"]))
     elif args.vm_command == "ssh":
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         nodes.exec(args.name, command)
 
 
 def _cluster_main(args):
-    from enva_lab import vmcluster          # pylint: disable=import-outside-toplevel
-    cluster = vmcluster.Cluster(out=lambda line: print(line, flush=True))
+    from enva_lab import vmcluster, vmimage, vmnode    # pylint: disable=import-outside-toplevel
+    nodes = vmnode.Nodes(paths=vmimage.Paths(release=getattr(args, "release", None)),
+                         out=lambda line: print(line, flush=True))
+    cluster = vmcluster.Cluster(nodes, out=nodes.out)
     if args.cluster_command == "up":
         cluster.up()
     elif args.cluster_command == "down":
@@ -215,7 +234,7 @@ def main(argv=None):
         elif args.command == "stop":
             the_lab.stop(args.vmid)
         elif args.command == "reset":
-            the_lab.reset(args.vmid)
+            the_lab.reset(args.vmid, release=args.release)
         elif args.command == "exec":
             command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             the_lab.exec(args.vmid, command)

@@ -140,6 +140,7 @@ def build_layer(layout, ct, authorized_key):
     for key in (delta / "etc" / "ssh").glob("ssh_host_*.pub"):
         text = key.read_text().split()
         key.write_text("%s %s root@%s\n" % (text[0], text[1], ct.hostname))
+    layout.ct_release_file(ct.vmid).write_text(ct.release + "\n")
     layout.ct_built(ct.vmid).write_text("%d\n" % ct.vmid)
 
 
@@ -235,13 +236,23 @@ def journal_text(layout, vmid, style):
     return host.run(["journalctl", "-u", unit_name(vmid), "-o", style, "--no-pager"], check=False).stdout
 
 
+def ct_release(layout, vmid):
+    """The Debian release the CT's layer sits on (as built; bookworm for a layer built before releases were
+    declared)."""
+    try:
+        return settings.release_name(layout.ct_release_file(vmid).read_text().strip())
+    except (OSError, ValueError):
+        return settings.RELEASE
+
+
 def write_lxc_config(layout, vmid):
     """Translate the CT's PVE config (read afresh: the PVE API lab may have changed it) to its LXC config."""
     config = read_pve_conf(layout, vmid)
     facts = lxcconf.HostFacts(cpus=host.cpu_count(), memsw=host.has_memsw(),
                               cgroup=2 if host.cgroup_backend() == "cgroup-v2" else 1)
     try:
-        text = lxcconf.render(vmid, config, facts, layout.base_rootfs, layout.ct_delta(vmid))
+        release = ct_release(layout, vmid)
+        text = lxcconf.render(vmid, config, facts, layout.base_rootfs_of(release), layout.ct_delta(vmid))
     except (KeyError, ValueError) as error:
         raise LabError("%s: %s" % (layout.pve_conf(vmid), error)) from None
     path = layout.lxc_config(vmid)

@@ -17,7 +17,8 @@ from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import DEFA
 
 from enva_lab import settings
 
-ENTRY_KEYS = ("vmid", "hostname", "role", "memory", "swap", "cores", "onboot", "ip", "description", "tags")
+ENTRY_KEYS = ("vmid", "hostname", "role", "memory", "swap", "cores", "onboot", "ip", "description", "tags",
+              "release")
 _ITEM = re.compile(r"^(?P<indent>[ ]*)- (?:vmid:\s*(?P<vmid>\d+))?")
 
 
@@ -30,7 +31,7 @@ class DeclaredCt:
 
     def __init__(self, vmid, hostname, ip, memory=DEFAULT_MIB["memory"], swap=DEFAULT_MIB["swap"], cores=1,
                  onboot=True, description="",
-                 tags=(), role=None, disk="8G"):
+                 tags=(), role=None, disk="8G", release=settings.RELEASE):
         self.vmid = vmid
         self.hostname = hostname
         self.ip = ip
@@ -42,6 +43,7 @@ class DeclaredCt:
         self.tags = tuple(tags)
         self.role = role
         self.disk = disk
+        self.release = release         # the Debian release of the CT's rootfs (bookworm unless declared)
 
     def __repr__(self):
         return "DeclaredCt(%d, %r, %s)" % (self.vmid, self.hostname, self.ip)
@@ -92,13 +94,17 @@ def ct_from_entry(entry, where):
     if "ip" not in entry:
         raise DeclaredFileError("%s: no ip (its address on %s, such as 10.217.0.17)" % (where, settings.BRIDGE))
     onboot = entry.get("onboot", 1)
+    try:
+        release = settings.release_name(entry.get("release", settings.RELEASE))
+    except ValueError as error:
+        raise DeclaredFileError("%s: %s" % (where, error)) from None
     return DeclaredCt(
         vmid=vmid, hostname=hostname, ip=_ip(entry["ip"], where),
         memory=_int(entry, "memory", where, DEFAULT_MIB["memory"]),
         swap=_int(entry, "swap", where, DEFAULT_MIB["swap"]),
         cores=_int(entry, "cores", where, 1), onboot=bool(onboot),
         description=str(entry.get("description") or ""), tags=_tags(entry.get("tags"), where),
-        role=entry.get("role"), disk=str(entry.get("disk", "8G")))
+        role=entry.get("role"), disk=str(entry.get("disk", "8G")), release=release)
 
 
 def read_text(text, name):
@@ -176,6 +182,8 @@ def entry_text(ct, indent):
              "%sip: %s" % (pad, ct.ip),
              "%sdescription: %s" % (pad, ct.description),
              "%stags: [%s]" % (pad, ", ".join(ct.tags))]
+    if ct.release != settings.RELEASE:
+        lines.append("%srelease: %s" % (pad, ct.release))
     return "\n".join(lines) + "\n"
 
 

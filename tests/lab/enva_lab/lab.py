@@ -126,9 +126,13 @@ class Lab(IncidentMixin, TeardownMixin):
         cts, generated = self._declared(ordinary, only)
         self._dns()
         self._ssh_key()
-        build_seconds = rootfs.build(self.layout, self.out)
-        if build_seconds:
-            self.out("rootfs: built in %.0f s (%s)" % (build_seconds, self.layout.base_rootfs))
+        build_seconds = 0.0
+        for release in sorted({item.release for item in cts}, key=lambda name: settings.RELEASES[name]):
+            seconds = rootfs.build(self.layout, self.out, release)
+            if seconds:
+                self.out("rootfs: Debian %s built in %.0f s (%s)" % (
+                    release, seconds, self.layout.base_rootfs_of(release)))
+            build_seconds += seconds
         built = [item.vmid for item in cts if self._ct(item)]
         self._known_hosts(cts)
         for item in cts:
@@ -340,11 +344,17 @@ class Lab(IncidentMixin, TeardownMixin):
         if not self.layout.pve_conf(item.vmid).exists():
             ct.write_pve_conf(self.layout, item)
             self.out("CT %d %s: config %s" % (item.vmid, item.hostname, self.layout.pve_conf(item.vmid)))
-        if not self.layout.ct_built(item.vmid).exists():
+        built = self.layout.ct_built(item.vmid).exists()
+        if built and ct.ct_release(self.layout, item.vmid) != item.release:
+            self.out("CT %d %s: declared on Debian %s, built on %s: building it again" % (
+                item.vmid, item.hostname, item.release, ct.ct_release(self.layout, item.vmid)))
+            built = False
+        if not built:
             if ct.lxc_info(self.layout, item.vmid)[0] != "stopped":
                 ct.stop(self.layout, item.vmid)
             ct.build_layer(self.layout, item, self.layout.ssh_key.with_suffix(".pub").read_text())
-            self.out("CT %d %s: built over the cached rootfs" % (item.vmid, item.hostname))
+            self.out("CT %d %s: built over the cached Debian %s (%s) rootfs" % (
+                item.vmid, item.hostname, settings.RELEASES[item.release], item.release))
             return True
         return False
 
@@ -432,8 +442,15 @@ class Lab(IncidentMixin, TeardownMixin):
         else:
             self.out("CT %d: already stopped" % vmid)
 
-    def reset(self, vmid):
-        """Rebuild one CT from the cache in its declared as-found state, its config back to the sample's values."""
+    def reset(self, vmid, release=None):
+        """Rebuild one CT from the cache in its declared as-found state, its config back to the sample's values;
+        ``release``: on that Debian release's rootfs instead of the declared one (``labctl up`` and the next reset
+        put the declared one back)."""
+        if release:
+            try:
+                release = settings.release_name(release, "--release")
+            except ValueError as error:
+                raise LabError(str(error)) from None
         self.preflight()
         self.require_up()
         self.lock()
@@ -451,13 +468,20 @@ class Lab(IncidentMixin, TeardownMixin):
             self.out("declared: CT %d's entry in %s restored from the sample" % (vmid, self.layout.declared))
         if ct.stop(self.layout, vmid):
             self.out("CT %d: stopped" % vmid)
+        if release and release != entry.release:
+            self.out("CT %d: on Debian %s (%s) this time; declared %s" % (
+                vmid, settings.RELEASES[release], release, entry.release))
+            entry.release = release
+        seconds = rootfs.build(self.layout, self.out, entry.release)
+        if seconds:
+            self.out("rootfs: Debian %s built in %.0f s" % (entry.release, seconds))
         ct.write_pve_conf(self.layout, entry)
         ct.build_layer(self.layout, entry, self.layout.ssh_key.with_suffix(".pub").read_text())
         self._known_hosts([item for item in self.all_declared() if self.layout.ct_built(item.vmid).exists()])
         self._ensure_running(vmid)
         if entry.is_haproxy:
             self.check_as_found(vmid)
-        self.out("CT %d: reset to its declared as-found state" % vmid)
+        self.out("CT %d: reset to its declared as-found state (Debian %s)" % (vmid, entry.release))
 
     # -- status --------------------------------------------------------------------------------
 

@@ -57,7 +57,9 @@ def cpuset(cores, host):
 def render(vmid, config, host, lower, delta):
     """The LXC config text for CT ``vmid`` from its CtConfig ``config``.
 
-    ``lower`` is the cached rootfs and ``delta`` the CT's own overlay layer over it.
+    ``lower`` is the cached rootfs (of the CT's Debian release) and ``delta`` the CT's own overlay layer over it.
+    On a cgroup v1 host (this one) a Debian 13 CT's systemd 257 boots as on v2: LXC mounts the unified hierarchy
+    next to v1 inside the CT, so it runs hybrid, which systemd 257 accepts (only a pure v1 needs its legacy flag).
     """
     net = config.net(0)
     if not net.get("ip") or net.get("ip") == "dhcp":

@@ -1,6 +1,7 @@
-"""The cached Debian 12 rootfs every CT's overlay sits on, built once.
+"""The cached Debian rootfs every CT's overlay sits on, built once per release (Debian 12 bookworm, the
+default and CT 2017's, and Debian 13 trixie for CTs declared ``release: trixie``).
 
-``lxc-create -t debian -- -r bookworm`` (debootstrap, its own cache under
+``lxc-create -t debian -- -r RELEASE`` (debootstrap, its own cache under
 ``/var/cache/enva-lab/lxc``) makes a container-ready rootfs; the CT packages are then
 installed with ``chroot ROOTFS apt-get`` (the template's own package step needs
 ``debian-distro-info`` to name the security suite, and guesses wrong without it). The
@@ -24,18 +25,19 @@ MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer
 TEMPLATE_LOCK = Path("/var/lock/subsys/lxc-debian")   # the template's lock file; removed when the lab made it
 
 
-def recipe():
+def recipe(release=settings.RELEASE):
     """What the cached rootfs is made of; a cache with another recipe is rebuilt."""
-    return {"release": settings.RELEASE, "arch": settings.ARCH, "packages": list(settings.CT_PACKAGES),
+    return {"release": release, "arch": settings.ARCH, "packages": list(settings.CT_PACKAGES),
             "masked": list(MASKED_UNITS), "version": 1}
 
 
-def is_current(layout):
+def is_current(layout, release=settings.RELEASE):
+    base = layout.base_dir(release)
     try:
-        stamp = json.loads(layout.base_stamp.read_text())
+        stamp = json.loads((base / "stamp.json").read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get("recipe") == recipe() and (layout.base_rootfs / "usr" / "bin" / "socat").exists()
+    return stamp.get("recipe") == recipe(release) and (base / "rootfs" / "usr" / "bin" / "socat").exists()
 
 
 def _chroot(rootfs, *argv, timeout=900):
@@ -65,29 +67,31 @@ def _tune(rootfs):
         "auto eth0\niface eth0 inet manual\n")
 
 
-def build(layout, log):
-    """Build the cached rootfs (when it is missing or from another recipe); returns the seconds it took."""
-    if is_current(layout):
+def build(layout, log, release=settings.RELEASE):
+    """Build the cached rootfs of ``release`` (when it is missing or from another recipe); returns the seconds
+    it took."""
+    if is_current(layout, release):
         return 0.0
     started = time.monotonic()
-    build_path = layout.cache / "build"
+    base = layout.base_dir(release)
+    build_path = layout.cache / ("build-%s" % release)
     shutil.rmtree(build_path, ignore_errors=True)
     build_path.mkdir(parents=True)
     empty = build_path / "empty.conf"
     empty.write_text("")
     lock_existed = TEMPLATE_LOCK.exists()
-    log("building the Debian %s rootfs (once; lxc-create -t debian, then chroot apt-get install %s)"
-        % (settings.RELEASE, " ".join(settings.CT_PACKAGES)))
+    log("building the Debian %s (%s) rootfs (once; lxc-create -t debian, then chroot apt-get install %s)"
+        % (settings.RELEASES[release], release, " ".join(settings.CT_PACKAGES)))
     try:
         run(["lxc-create", "-P", build_path, "-n", "base", "-t", "debian", "-f", empty, "--",
-             "-r", settings.RELEASE, "-a", settings.ARCH], timeout=1800,
+             "-r", release, "-a", settings.ARCH], timeout=1800,
             env={"LXC_CACHE_PATH": str(layout.cache / "lxc"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-            what="lxc-create -t debian (debootstrap of %s from deb.debian.org)" % settings.RELEASE)
+            what="lxc-create -t debian (debootstrap of %s from deb.debian.org)" % release)
     finally:
         if not lock_existed and TEMPLATE_LOCK.exists():
             TEMPLATE_LOCK.unlink()
     rootfs = build_path / "base" / "rootfs"
-    (rootfs / "etc" / "apt" / "sources.list").write_text(SOURCES.format(release=settings.RELEASE))
+    (rootfs / "etc" / "apt" / "sources.list").write_text(SOURCES.format(release=release))
     policy = rootfs / "usr" / "sbin" / "policy-rc.d"
     policy.write_text(POLICY_RC_D)
     policy.chmod(0o755)
@@ -96,12 +100,12 @@ def build(layout, log):
     _chroot(rootfs, "apt-get", "clean")
     policy.unlink()
     _tune(rootfs)
-    if layout.base.exists():
-        shutil.rmtree(layout.base)
-    layout.base.mkdir(parents=True)
-    rootfs.rename(layout.base_rootfs)
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    rootfs.rename(base / "rootfs")
     shutil.rmtree(build_path)
     seconds = time.monotonic() - started
-    layout.base_stamp.write_text(json.dumps({"recipe": recipe(), "seconds": round(seconds, 1),
-                                             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
+    (base / "stamp.json").write_text(json.dumps({"recipe": recipe(release), "seconds": round(seconds, 1),
+                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
     return seconds

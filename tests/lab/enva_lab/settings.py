@@ -19,7 +19,12 @@ HWADDR_PREFIX = "BC:24:11"             # Proxmox's OUI, as PVE gives CTs
 PVE_PID_MAX = 4194304                  # what systemd sets on every PVE node (50-pid-max.conf)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LXC_CGROUP_PARENTS = ("lxc", "lxc.monitor", "lxc.pivot")   # LXC leaves these behind, empty
-RELEASE = "bookworm"
+# Debian releases the lab builds: a VM node's (PVE 9 is Debian 13 trixie, PVE 8 Debian 12 bookworm) and each
+# CT's (``release:`` in the declared file; CT 2017 stays on bookworm, as the incident had it)
+RELEASES = {"bookworm": "12", "trixie": "13"}
+PVE_RELEASES = {"9": "trixie", "8": "bookworm"}
+NODE_RELEASE = "trixie"                # a VM node is PVE 9-shaped unless told ``--release bookworm`` / ENVA_LAB_PVE=8
+RELEASE = "bookworm"                   # a declared CT without ``release:``
 ARCH = "amd64"
 CT_PACKAGES = ("python3", "openssh-server", "rsyslog", "haproxy", "socat", "iproute2", "procps")
 
@@ -42,6 +47,35 @@ CHECKOUT = Path(__file__).resolve().parents[3]
 # On a VM node CT 2017 is declared with 128 MiB (enva-node.yaml): under TCG the full-size incident takes too long
 SAMPLE = CHECKOUT / "tests" / "lab" / ("enva-node.yaml" if on_vm_node() else "enva.yaml")
 PVE_API_MODULE = "enva_lab.api_lab"      # python3 -m it (labctl puts it on the path)
+
+
+def release_name(value, what="release"):
+    """A Debian release by codename, version or PVE major (``trixie``, ``13``, ``pve9``); ValueError names the
+    ones the lab builds."""
+    text = str(value).strip().lower()
+    if text.removeprefix("pve") in PVE_RELEASES:      # 9, pve9: PVE 9's Debian (13 and 12 are Debian's)
+        return PVE_RELEASES[text.removeprefix("pve")]
+    if text.startswith("debian"):
+        text = text[len("debian"):].strip("-_ ")
+    for name, version in RELEASES.items():
+        if text in (name, version):
+            return name
+    raise ValueError("%s %r is not one the lab builds: %s (or PVE 9/8 as 9/8)" % (
+        what, value, ", ".join("%s (Debian %s)" % item for item in RELEASES.items())))
+
+
+def node_release(value=None):
+    """The VM nodes' release: ``value`` (``labctl vm ... --release``), else ``$ENVA_LAB_PVE`` (9 or 8), else
+    trixie (PVE 9)."""
+    if value:
+        return release_name(value, "--release")
+    pve = os.environ.get("ENVA_LAB_PVE", "").strip()
+    if not pve:
+        return NODE_RELEASE
+    if pve.lower().removeprefix("pve") not in PVE_RELEASES:
+        raise ValueError("ENVA_LAB_PVE=%s: the VM nodes are PVE 9 (Debian 13) or PVE 8 (Debian 12); "
+                         "set 9 or 8" % pve)
+    return PVE_RELEASES[pve.lower().removeprefix("pve")]
 
 
 def lab_dir():
@@ -77,10 +111,20 @@ class Layout:
         self.ssh = self.root / "ssh"
         self.ssh_key = self.ssh / "id_ed25519"
         self.pki = self.root / "pki"
-        # The cached, provisioned Debian 12 rootfs every CT's overlay sits on.
-        self.base = self.cache / "base" / ("%s-%s" % (RELEASE, ARCH))
+        # The cached, provisioned Debian rootfs every CT's overlay sits on (one per release; Debian 12 by default).
+        self.base = self.base_dir(RELEASE)
         self.base_rootfs = self.base / "rootfs"
         self.base_stamp = self.base / "stamp.json"
+
+    def base_dir(self, release):
+        return self.cache / "base" / ("%s-%s" % (release, ARCH))
+
+    def base_rootfs_of(self, release):
+        return self.base_dir(release) / "rootfs"
+
+    def ct_release_file(self, vmid):
+        """The release of the rootfs a CT's layer sits on (written when the layer is built)."""
+        return self.ct_dir(vmid) / "release"
 
     def pve_conf(self, vmid):
         return self.pve_lxc / ("%d.conf" % vmid)

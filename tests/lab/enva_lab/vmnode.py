@@ -190,6 +190,9 @@ class Nodes:
         if not shutil.which(QEMU):
             raise LabError("%s is not installed (Debian package qemu-system-x86); run make setup" % QEMU)
         state = self.running(name)
+        if state and state.get("release", "bookworm") != self.paths.release:
+            raise LabError("node %s runs Debian %s, not %s; labctl vm down %s first" % (
+                name, state.get("release", "bookworm"), self.paths.release, name))
         if state:
             self._wait_ssh(name, state, timeout)
             if push:
@@ -214,10 +217,13 @@ class Nodes:
         time.sleep(0.3)
         state = {"name": name, "pid": process.pid, "starttime": procs.start_time(process.pid), "accel": accel,
                  "ssh_port": ssh_port, "api_port": api_port, "console": str(console), "argv": argv,
-                 "started": time.time(), "cluster_port": cluster_port}
+                 "started": time.time(), "cluster_port": cluster_port, "release": self.paths.release,
+                 "kernel": vmimage.stamp(self.paths).get("kernel")}
         (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
-        self.out("node %s: booting (%s, %d vCPUs, %d MiB; ssh 127.0.0.1:%d, API 127.0.0.1:%d; console %s)"
-                 % (name, accel.upper(), SMP, MEMORY_MIB, ssh_port, api_port, console))
+        self.out("node %s: booting Debian %s %s, PVE %s-shaped (%s, %d vCPUs, %d MiB; ssh 127.0.0.1:%d, "
+                 "API 127.0.0.1:%d; console %s)" % (name, settings.RELEASES[self.paths.release], self.paths.release,
+                                                    self.paths.pve, accel.upper(), SMP, MEMORY_MIB, ssh_port, api_port,
+                                                    console))
         self._wait_ssh(name, state, timeout, process)
         state["boot_seconds"] = round(time.monotonic() - started, 1)
         (directory / "node.json").write_text(json.dumps(state, indent=1) + "\n")
@@ -346,9 +352,12 @@ class Nodes:
             alive = self.running(name)
             nodes.append({"name": name, "running": bool(alive), "pid": state.get("pid"), "accel": state.get("accel"),
                           "ssh": "127.0.0.1:%s" % state.get("ssh_port"), "api": "127.0.0.1:%s" % state.get("api_port"),
-                          "boot_seconds": state.get("boot_seconds"), "console": state.get("console")})
+                          "boot_seconds": state.get("boot_seconds"), "console": state.get("console"),
+                          "release": state.get("release"), "kernel": state.get("kernel")})
         image = vmimage.stamp(self.paths)
-        return {"image": str(self.paths.image), "image_current": vmimage.is_current(self.paths),
+        return {"image": str(self.paths.image), "release": self.paths.release, "pve": self.paths.pve,
+                "note": vmimage.legacy_note(self.paths),
+                "image_current": vmimage.is_current(self.paths),
                 "image_build_seconds": image.get("seconds"), "kernel": image.get("kernel"), "nodes": nodes}
 
     # -- down ------------------------------------------------------------------------------------------

@@ -96,3 +96,19 @@ def test_parse_flat_keyed_and_pressure():
                     reason="this host has no cgroup v1 memory controller")
 def test_this_hosts_real_v1_hierarchy_is_detected():
     assert layout("/sys/fs/cgroup")[0] == "v1"
+
+
+def test_read_raw_selected_files_and_page_cache(tmp_path):
+    from ansible_collections.enva.pve.plugins.module_utils.cgroup_memory import (
+        page_cache_bytes, pressure_seconds, read_raw)
+    (tmp_path / "memory.stat").write_text("anon 1000\nfile 4096\nkernel 12\n")
+    (tmp_path / "memory.current").write_text("8192\n")
+    (tmp_path / "memory.pressure").write_text(
+        "some avg10=1.00 avg60=0.00 avg300=0.00 total=1500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=250\n")
+    raw = read_raw("v2", str(tmp_path), ("memory.stat", "memory.current", "memory.pressure", "memory.max"))
+    assert set(raw) == {"memory.stat", "memory.current", "memory.pressure"}          # memory.max absent
+    assert page_cache_bytes("v2", raw["memory.stat"]) == 4096
+    assert page_cache_bytes("v1", {"cache": 10, "total_cache": 30}) == 30
+    assert page_cache_bytes("v1", {}) is None and page_cache_bytes("v2", None) is None
+    assert pressure_seconds(raw["memory.pressure"]) == {"some": 1.5, "full": 0.00025}
+    assert pressure_seconds(None) == {}
