@@ -81,7 +81,7 @@ def message(vmid, limit, max_socat, memory_seen, memory_limit):
                   "from RAM; the CT's systemd reads the host's)" % "{:,}".format(
                       min(value for value in (limit["threads_max"], limit["pid_max"]) if value)))
     return ("reproduce: no OOM in /lxc/%d: a task limit ended the storm, not memory. The kernel refused forks in %s "
-            "(%s): socat's listener exits when fork fails, systemd in the CT restarts it and its children go. Up to %d "
+            "(%s): socat's listener exits when fork fails, systemd in the CT restarts it and its children go. Up to %s "
             "socat, memory at most %s of %s. More load only repeats it; to see the OOM give the CT less memory than "
             "the limit's socat children need (about 200 KiB each) or the unit TasksMax=infinity"
-            % (vmid, what, bound, max_socat, memory_seen, memory_limit))
+            % (vmid, what, bound, "{:,}".format(max_socat), memory_seen, memory_limit))

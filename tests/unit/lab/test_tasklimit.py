@@ -60,3 +60,24 @@ def test_a_gone_cgroup_still_names_the_unit(tmp_path):
 def test_cgroup_v1_has_a_pids_hierarchy(tmp_path):
     assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=False) == tmp_path / "pids" / "lxc" / "2017" / "ns"
     assert tasklimit.pids_dir("/lxc/2017/ns", tmp_path, v2=True) == tmp_path / "lxc" / "2017" / "ns"
+
+
+def test_the_stock_trixie_vms_storm_is_a_task_limit_not_a_stall():
+    """The capture of a stock Debian 13 VM (tests/unit/fixtures/vm-node/task-limit-1024m): the kernel named the
+    forwarder's unit, socat's journal says fork failed, and the stall rule sees no stall (memory.events all 0)."""
+    import re                                     # pylint: disable=import-outside-toplevel
+    from enva_lab import cgroup2, settings        # pylint: disable=import-outside-toplevel
+    capture = settings.CHECKOUT / "tests" / "unit" / "fixtures" / "vm-node" / "task-limit-1024m"
+    kernel = (capture / "kern.log").read_text().splitlines()
+    assert tasklimit.rejected_cgroups(kernel, 2017) == ["/lxc/2017/ns/system.slice/dns-forwarder.service"]
+    assert "E fork(): Resource temporarily unavailable" in (capture / "dns-forwarder.journal.log").read_text()
+    rows = []
+    for line in (capture / "flood-ticks.txt").read_text().splitlines():
+        match = re.match(r"\s*([\d.]+)s\s+sent\s+(\d+)\s+answered\s+(\d+).* (\d+) socat.*events high (\d+) max (\d+), "
+                         r"PSI full ([\d.]+)%", line)
+        if match:
+            rows.append({"t": float(match.group(1)), "sent": int(match.group(2)), "answered": int(match.group(3)),
+                         "socat": int(match.group(4)), "high": int(match.group(5)), "psi_full10": float(match.group(7)),
+                         "state": "running"})
+    assert len(rows) > 50 and max(row["socat"] for row in rows) == 4616 and rows[-1]["socat"] < 3100
+    assert all(cgroup2.stall_window(rows[:index + 1]) is None for index in range(len(rows)))
