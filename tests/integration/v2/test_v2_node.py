@@ -59,7 +59,8 @@ def node():
 
 @pytest.fixture(scope="module")
 def lab_up(node):
-    done = on_node(NODE_LABCTL + " up")
+    # CT 2017 (Debian 12, as the incident had it) and the first declared ordinary CT, 2101 (Debian 13)
+    done = on_node(NODE_LABCTL + " up --cts 1")
     assert done.returncode == 0, done.stdout + done.stderr
     yield node
     done = on_node(NODE_LABCTL + " down")
