@@ -1,10 +1,13 @@
 """A Prometheus stack on loopback for the watch (molecule oom_watch, make bench), started and stopped by PID.
 
     prom_stack.py start|stop|status --dir DIR --rules RULES --textfile TEXTFILE [--agent LAUNCHER]
+    prom_stack.py start --dir DIR --rules RULES --scrape 127.0.0.1:PORT [-- TUNNEL ARGV...]
 start: Debian's prometheus-node-exporter (textfile collector only, on TEXTFILE), prometheus (scrape and
 rule evaluation every second, the collection's RULES, alerting to alertmanager), prometheus-alertmanager
 (one webhook receiver, no clustering) and the test's webhook_receiver.py, each with its own port and data
-directory under DIR, PID files DIR/NAME.pid; waits until each answers. agent-start / agent-stop run the
+directory under DIR, PID files DIR/NAME.pid; waits until each answers. With --scrape, node_exporter runs
+elsewhere (a VM node): prometheus scrapes that address, reached through the TUNNEL command (an ``ssh -N -L``
+to the node, started and stopped by PID here like the rest). agent-start / agent-stop run the
 watch's launcher the same way (the lab host's PID 1 is not systemd). stop: SIGTERM by PID, then SIGKILL.
 """
 
@@ -28,14 +31,14 @@ def write(path, text):
         handle.write(text)
 
 
-def configs(directory, rules):
+def configs(directory, rules, scrape=None):
     write(os.path.join(directory, "prometheus.yml"), json.dumps({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "rule_files": [rules],
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": ["127.0.0.1:%d" % PORTS["alertmanager"]]}]}]},
         "scrape_configs": [{"job_name": "node", "static_configs": [
-            {"targets": ["127.0.0.1:%d" % PORTS["node_exporter"]]}]}],
+            {"targets": [scrape or "127.0.0.1:%d" % PORTS["node_exporter"]]}]}],
     }, indent=1))
     write(os.path.join(directory, "alertmanager.yml"), json.dumps({
         "route": {"receiver": "test", "group_by": ["alertname", "node", "vmid"], "group_wait": "0s",
@@ -45,8 +48,9 @@ def configs(directory, rules):
     }, indent=1))
 
 
-def commands(directory, textfile, agent):
+def commands(directory, textfile, agent, tunnel=None):
     return {
+        "tunnel": list(tunnel) if tunnel else None,
         "receiver": [sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--listen",
                      "127.0.0.1:%d" % PORTS["receiver"], "--out", os.path.join(directory, "posts.jsonl")],
         "alertmanager": ["prometheus-alertmanager", "--config.file", os.path.join(directory, "alertmanager.yml"),
@@ -64,8 +68,8 @@ def commands(directory, textfile, agent):
     }
 
 
-def ready_url(name):
-    return {"receiver": None, "alertmanager": "http://127.0.0.1:%d/-/ready" % PORTS["alertmanager"],
+def ready_url(name, scrape=None):
+    return {"tunnel": "http://%s/metrics" % scrape,"receiver": None, "alertmanager": "http://127.0.0.1:%d/-/ready" % PORTS["alertmanager"],
             "node_exporter": "http://127.0.0.1:%d/metrics" % PORTS["node_exporter"],
             "prometheus": "http://127.0.0.1:%d/-/ready" % PORTS["prometheus"], "agent": None}[name]
 
@@ -86,7 +90,7 @@ def read_pid(directory, name):
         return None
 
 
-def start(directory, name, argv):
+def start(directory, name, argv, scrape=None):
     pid = read_pid(directory, name)
     if pid and alive(pid):
         return pid
@@ -94,7 +98,7 @@ def start(directory, name, argv):
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, cwd=directory)
     write(os.path.join(directory, name + ".pid"), "%d\n" % process.pid)
-    url = ready_url(name)
+    url = ready_url(name, scrape)
     deadline = time.monotonic() + 30
     while url and time.monotonic() < deadline:
         if process.poll() is not None:
@@ -136,20 +140,28 @@ def main():
     parser.add_argument("--rules", default="")
     parser.add_argument("--textfile", default="")
     parser.add_argument("--agent", default="")
-    args = parser.parse_args()
+    parser.add_argument("--scrape", default="", help="HOST:PORT of a node_exporter started elsewhere")
+    argv = sys.argv[1:]
+    # after --: the command that forwards --scrape (the tunnel)
+    tunnel = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if tunnel and not args.scrape:
+        parser.error("a tunnel command needs --scrape, the address it forwards")
     os.makedirs(args.dir, exist_ok=True)
-    argvs = commands(args.dir, args.textfile, args.agent)
+    argvs = commands(args.dir, args.textfile, args.agent, tunnel)
     result = {}
     if args.action == "start":
-        configs(args.dir, args.rules)
-        for name in ("receiver", "alertmanager", "node_exporter", "prometheus"):
-            result[name] = start(args.dir, name, argvs[name])
+        configs(args.dir, args.rules, args.scrape or None)
+        names = ["receiver", "alertmanager"] + (["tunnel"] if tunnel else []) + \
+            ([] if args.scrape else ["node_exporter"]) + ["prometheus"]
+        for name in names:
+            result[name] = start(args.dir, name, argvs[name], args.scrape)
     elif args.action == "agent-start":
         result["agent"] = start(args.dir, "agent", argvs["agent"])
     elif args.action == "agent-stop":
         result["agent"] = stop(args.dir, "agent")
     elif args.action == "stop":
-        for name in ("agent", "prometheus", "node_exporter", "alertmanager", "receiver"):
+        for name in ("agent", "prometheus", "tunnel", "node_exporter", "alertmanager", "receiver"):
             result[name] = stop(args.dir, name)
     else:
         for name in PORTS:

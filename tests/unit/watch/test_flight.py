@@ -114,3 +114,31 @@ def test_the_agent_as_a_process_stops_on_sigterm(tmp_path):
     assert child.returncode == 0, err
     assert 'enva_ct_up{node="' in prom.read_text()
     assert json.loads((tmp_path / "state" / "state.json").read_text())["cts"]["2017"]["running"] is True
+
+
+def test_the_stall_record_says_what_flagged_it(tmp_path):
+    """A PSI trigger's wake-up flags the CT at the rescan, before sampling could (no pressure rise sampled yet);
+    the flight record's "by" names it, so the VM scenario can tell a trigger from the fallback."""
+    root = tmp_path / "cg"
+    make_ct(root, 2017, "v2", some_us=0)
+    watch, clock = make_watch(tmp_path, root)
+    watch.scan()
+    clock.tick(0.3)
+    watch.trigger_at[2017] = clock.mono                                      # what run() does on POLLPRI
+    watch.rescan({2017})
+    watch.write()
+    assert metrics(tmp_path)[("enva_ct_memory_stalled", 2017)] == 1
+    records = read_records(str(tmp_path / "state" / "flight"), vmid=2017)
+    assert [(record["reason"], record["detail"]["by"]) for record in records] == [("stall", ["psi_trigger"])]
+
+
+def test_a_sampled_stall_says_so(tmp_path):
+    root = tmp_path / "cg"
+    make_ct(root, 2017, "v2", some_us=0)
+    watch, clock = make_watch(tmp_path, root)
+    watch.scan()
+    clock.tick(1)
+    make_ct(root, 2017, "v2", some_us=900000, events={"high": 50})
+    watch.scan()
+    records = read_records(str(tmp_path / "state" / "flight"), vmid=2017)
+    assert records[0]["detail"]["by"] == ["pressure_sample"]

@@ -4,6 +4,11 @@ records on disk. Prints one JSON object; exit 1 when what was waited for did not
     measure.py incident --dir D --flight F --vmid 2017 --since EPOCH [--timeout 120]
         waits for EnvaCtOomKilled{vmid} at the receiver; onset (the kernel's kill time in the flight
         record) -> first scrape showing the kill -> alert received; the flight records' socat count.
+    measure.py stall --dir D --flight F --vmid 2017 --since EPOCH [--skew S] [--timeout 120]
+        (v2_oom_watch: the VM node's stall, F a copy of the node's flight records, S the node's clock minus
+        this host's) waits for EnvaCtMemoryStalled{vmid} at the receiver; the CT reaching memory.high (first
+        scrape with more high events) -> the agent's stall flag (the stall record, and what flagged it: a PSI
+        trigger or sampling) -> first scrape with the flag -> alert received; kills counted meanwhile.
     measure.py quiet --dir D --vmid 2017 --since EPOCH
         alerts for vmid that started after EPOCH (other than the earlier incident's, still firing), and
         the CT's OOM counters' increase since EPOCH in Prometheus.
@@ -11,6 +16,7 @@ records on disk. Prints one JSON object; exit 1 when what was waited for did not
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -21,7 +27,7 @@ if "--lib" in sys.argv:                    # where ansible_collections/enva/pve 
     sys.argv.remove("--lib")
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import read_records, storm_commands  # noqa: E402
 
-PROMETHEUS = "http://127.0.0.1:19090"
+PROMETHEUS = "http://127.0.0.1:%s" % os.environ.get("ENVA_PROM_STACK_PORT_BASE", "19090")   # as prom_stack.py
 
 
 def posts(directory):
@@ -49,6 +55,67 @@ def parse_time(text):
     head, _dot, frac = text.rstrip("Z").partition(".")
     base = datetime.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     return base.timestamp() + (float("0." + frac[:9]) if frac else 0.0)
+
+
+def wait_alert(args, name):
+    deadline = time.monotonic() + args.timeout
+    while True:
+        for alert in posts(args.dir):
+            labels = alert.get("labels", {})
+            if (labels.get("alertname") == name and labels.get("vmid") == str(args.vmid)
+                    and alert["received"] >= args.since):
+                return alert
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
+def first_change(expr, since, rising=True):
+    """The first sample time after ``since`` where the series rose above its first value (a counter), or, with
+    rising False, where it was 1 (a flag)."""
+    first = None
+    for series in query(expr):
+        values = [(float(stamp), float(value)) for stamp, value in series["values"] if float(stamp) >= since]
+        for stamp, value in values:
+            if (value > values[0][1]) if rising else (value == 1):
+                first = stamp if first is None else min(first, stamp)
+                break
+    return first
+
+
+def seconds(later, earlier):
+    return round(later - earlier, 2) if later is not None and earlier is not None else None
+
+
+def stall(args):
+    found = wait_alert(args, "EnvaCtMemoryStalled")
+    skew = args.skew
+    records = [record for record in read_records(args.flight, vmid=args.vmid, since=args.since + skew)
+               if record.get("reason") == "stall"]
+    flagged = min((record["epoch"] - skew for record in records), default=None)
+    window = "[%ds]" % max(int(time.time() - args.since) + 60, 60)
+    high = first_change('enva_ct_memory_high_events_total{vmid="%d"}%s' % (args.vmid, window), args.since)
+    metric = first_change('enva_ct_memory_stalled{vmid="%d"}%s' % (args.vmid, window), args.since, rising=False)
+    kills = {}
+    for name in ("enva_ct_oom_kills_total", "enva_ct_memory_oom_kill_events_total"):
+        result = query('max(%s{vmid="%d"}) - min(min_over_time(%s{vmid="%d"}%s))' % (name, args.vmid, name,
+                                                                                      args.vmid, window))
+        kills[name] = float(result[0]["value"][1]) if result else None
+    received = found["received"] if found else None
+    first = records[0] if records else {}
+    result = {
+        "alert": found and {"labels": found["labels"], "startsAt": found["startsAt"], "received": received},
+        "skew_s": skew, "high_first_scrape": high, "flagged": flagged, "first_metric_scrape": metric,
+        "flagged_by": (first.get("detail") or {}).get("by"),
+        "high_to_flag_s": seconds(flagged, high), "flag_to_metric_s": seconds(metric, flagged),
+        "metric_to_alert_s": seconds(received, metric), "high_to_alert_s": seconds(received, high),
+        "stall_records": [{"file": record["file"], "time": record["time"], "by": (record.get("detail") or {}).get("by"),
+                           "high_events": (record.get("detail") or {}).get("high_events"),
+                           "kernel_lines": record.get("kernel_lines") or []} for record in records],
+        "kills_increase": kills,
+    }
+    print(json.dumps(result, indent=1))
+    return 0 if found else 1
 
 
 def incident(args):
@@ -113,14 +180,15 @@ def quiet(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("incident", "quiet"))
+    parser.add_argument("what", choices=("incident", "stall", "quiet"))
     parser.add_argument("--dir", required=True)
     parser.add_argument("--flight", default="")
     parser.add_argument("--vmid", type=int, required=True)
     parser.add_argument("--since", type=float, required=True)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--skew", type=float, default=0.0, help="the flight records' clock minus this host's (s)")
     args = parser.parse_args()
-    return incident(args) if args.what == "incident" else quiet(args)
+    return {"incident": incident, "stall": stall, "quiet": quiet}[args.what](args)
 
 
 if __name__ == "__main__":

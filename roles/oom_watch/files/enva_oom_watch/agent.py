@@ -175,18 +175,21 @@ class Watch(object):
         counters.last_seen = self._wall()
         self.samples[vmid] = sample
         # stall: a trigger fired since the last scan, the sampled share of stalled time, or v1's under_oom
-        stalled = bool(sample.under_oom)
+        # (which of them, in the flight record's "by": a PSI trigger flags it within its window, sampling
+        # only at the next scan)
+        by = ["under_oom"] if sample.under_oom else []
         if self.trigger_at.get(vmid) is not None and now_mono - self.trigger_at[vmid] <= self.args.interval + 1:
-            stalled = True
+            by.append("psi_trigger")
         some = sample.pressure.get("some")
         previous = self.prev_pressure.get(vmid)
         if some is not None:
             if previous is not None and now_mono > previous[0] and some >= previous[1]:
                 if (some - previous[1]) / (now_mono - previous[0]) >= self.args.stall_threshold:
-                    stalled = True
+                    by.append("pressure_sample")
             self.prev_pressure[vmid] = (now_mono, some)
+        stalled = bool(by)
         if stalled and not self.stalled.get(vmid):
-            self.flight(vmid, "stall", {"high_events": counters.total("high"), "pressure": sample.pressure})
+            self.flight(vmid, "stall", {"high_events": counters.total("high"), "pressure": sample.pressure, "by": by})
         self.stalled[vmid] = stalled
         # fork storm: tasks climbing by storm_tasks within storm_window
         history = self.task_history.setdefault(vmid, collections.deque())
@@ -218,8 +221,11 @@ class Watch(object):
                 continue
             if sample.errors:
                 self.count("scan_errors", sample.errors)
-            if version == "v2":
-                self.triggers.arm(vmid, path, sample.inode)
+            if version == "v2" and not self.triggers.arm(vmid, path, sample.inode) and self.triggers.last_error:
+                # said once per refusal (a sandbox or kernel that refuses triggers leaves the CTs to sampling)
+                log("no PSI trigger, CT %s is sampled every %gs: %s" % (vmid, self.args.interval,
+                                                                        self.triggers.last_error))
+                self.triggers.last_error = None
             self._observe(vmid, sample, self._monotonic())
         self.triggers.keep_only(set(self.samples))
         self.state.forget_gone(self._wall(), self.args.keep_gone)
