@@ -69,7 +69,8 @@ def commands(directory, textfile, agent, tunnel=None):
 
 
 def ready_url(name, scrape=None):
-    return {"tunnel": "http://%s/metrics" % scrape,"receiver": None, "alertmanager": "http://127.0.0.1:%d/-/ready" % PORTS["alertmanager"],
+    return {"tunnel": "http://%s/metrics" % scrape, "receiver": None,
+            "alertmanager": "http://127.0.0.1:%d/-/ready" % PORTS["alertmanager"],
             "node_exporter": "http://127.0.0.1:%d/metrics" % PORTS["node_exporter"],
             "prometheus": "http://127.0.0.1:%d/-/ready" % PORTS["prometheus"], "agent": None}[name]
 

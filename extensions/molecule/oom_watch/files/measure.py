@@ -98,8 +98,8 @@ def stall(args):
     metric = first_change('enva_ct_memory_stalled{vmid="%d"}%s' % (args.vmid, window), args.since, rising=False)
     kills = {}
     for name in ("enva_ct_oom_kills_total", "enva_ct_memory_oom_kill_events_total"):
-        result = query('max(%s{vmid="%d"}) - min(min_over_time(%s{vmid="%d"}%s))' % (name, args.vmid, name,
-                                                                                      args.vmid, window))
+        expr = 'max(%s{vmid="%d"}) - min(min_over_time(%s{vmid="%d"}%s))' % (name, args.vmid, name, args.vmid, window)
+        result = query(expr)
         kills[name] = float(result[0]["value"][1]) if result else None
     received = found["received"] if found else None
     first = records[0] if records else {}
