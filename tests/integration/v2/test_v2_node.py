@@ -128,8 +128,10 @@ def test_pct_on_the_node_acts_on_its_real_cts(lab_up):
                    "pct pull 2017 /etc/hostname /root/pulled.txt && cat /root/pulled.txt")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["VMID", "Status", "Lock", "Name"] and lines[1].split() == ["2017", "running", "haproxy"]
-    assert lines[2:] == ["status: running", "hostname: haproxy", "memory: 128", "haproxy", "640 root 7", "haproxy"]
+    # pct list: a header, then one row per CT the node runs (2017 and 2101, lab_up), ordered by VMID
+    assert lines[0].split() == ["VMID", "Status", "Lock", "Name"]
+    assert [line.split() for line in lines[1:3]] == [["2017", "running", "haproxy"], ["2101", "running", "web"]]
+    assert lines[3:] == ["status: running", "hostname: haproxy", "memory: 128", "haproxy", "640 root 7", "haproxy"]
     missing = on_node("pct exec 999 -- true")
     assert missing.returncode == 255
     assert missing.stderr.strip() == "Configuration file 'nodes/pve1/lxc/999.conf' does not exist"
