@@ -31,7 +31,7 @@ class DeclaredCt:
 
     def __init__(self, vmid, hostname, ip, memory=DEFAULT_MIB["memory"], swap=DEFAULT_MIB["swap"], cores=1,
                  onboot=True, description="",
-                 tags=(), role=None, disk="8G", release=settings.RELEASE):
+                 tags=(), role=None, disk="8G", release=settings.RELEASE, release_note=None):
         self.vmid = vmid
         self.hostname = hostname
         self.ip = ip
@@ -44,6 +44,7 @@ class DeclaredCt:
         self.role = role
         self.disk = disk
         self.release = release         # the Debian release of the CT's rootfs (bookworm unless declared)
+        self.release_note = release_note   # set when the declared release is one the lab does not build
 
     def __repr__(self):
         return "DeclaredCt(%d, %r, %s)" % (self.vmid, self.hostname, self.ip)
@@ -95,7 +96,7 @@ def ct_from_entry(entry, where):
         raise DeclaredFileError("%s: no ip (its address on %s, such as 10.217.0.17)" % (where, settings.BRIDGE))
     onboot = entry.get("onboot", 1)
     try:
-        release = settings.release_name(entry.get("release", settings.RELEASE))
+        release, release_note = settings.ct_release(entry.get("release", settings.RELEASE))
     except ValueError as error:
         raise DeclaredFileError("%s: %s" % (where, error)) from None
     return DeclaredCt(
@@ -104,7 +105,8 @@ def ct_from_entry(entry, where):
         swap=_int(entry, "swap", where, DEFAULT_MIB["swap"]),
         cores=_int(entry, "cores", where, 1), onboot=bool(onboot),
         description=str(entry.get("description") or ""), tags=_tags(entry.get("tags"), where),
-        role=entry.get("role"), disk=str(entry.get("disk", "8G")), release=release)
+        role=entry.get("role"), disk=str(entry.get("disk", "8G")), release=release,
+        release_note=release_note and "%s: %s" % (where, release_note))
 
 
 def read_text(text, name):

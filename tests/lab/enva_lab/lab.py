@@ -267,6 +267,9 @@ class Lab(IncidentMixin, TeardownMixin):
                 copy.write_text(declared.append_entries(text, generated, str(copy)))
         except declared.DeclaredFileError as error:
             raise LabError("%s (fix it, or delete it and labctl up copies the sample again)" % error) from None
+        for item in cts:
+            if item.release_note:
+                self.out("declared: %s" % item.release_note)
         return cts, generated
 
     def all_declared(self):

@@ -1,6 +1,7 @@
 """The lab's fixed facts (docs/development.md, "The lab's fixed facts") and where its files live."""
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -62,6 +63,26 @@ def release_name(value, what="release"):
             return name
     raise ValueError("%s %r is not one the lab builds: %s (or PVE 9/8 as 9/8)" % (
         what, value, ", ".join("%s (Debian %s)" % item for item in RELEASES.items())))
+
+
+# A Debian codename or version the lab does not build (forky, 14, sid): plausible, so not refused
+_DEBIAN_NAME = re.compile(r"^(?:debian[-_ ]?)?(?:[a-z][a-z0-9]{1,15}|\d{1,3}(?:\.\d+)?)$")
+
+
+def ct_release(value):
+    """A declared CT's release: ``(name, note)``. A release the lab builds gives its codename and no note; a
+    Debian release it does not know (``forky``, ``14``, ``sid``) is handled as Debian's: built on the newest
+    Debian rootfs the lab has, with a note saying so. Anything that is not a release name is a ValueError."""
+    try:
+        return release_name(value), None
+    except ValueError:
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not _DEBIAN_NAME.match(text):
+            raise ValueError("release %r is not a Debian codename or version (such as trixie or 13)" % (value,)) \
+                from None
+    newest = max(RELEASES, key=lambda name: int(RELEASES[name]))
+    return newest, ("release %r is not one the lab builds: handled as Debian's, on %s (Debian %s), the newest "
+                    "it builds" % (value, newest, RELEASES[newest]))
 
 
 def node_release(value=None):

@@ -26,6 +26,36 @@ def test_an_unknown_release_is_refused_naming_the_ones_the_lab_builds():
         settings.release_name("forky")
 
 
+@pytest.mark.parametrize("value", ["forky", "14", 14, "sid", "Debian-14"])
+def test_a_ct_of_an_unknown_debian_release_is_handled_as_debians_newest_with_a_note(value):
+    release, note = settings.ct_release(value)
+    assert release == "trixie"
+    assert "%r is not one the lab builds: handled as Debian's, on trixie (Debian 13)" % (value,) in note
+
+
+@pytest.mark.parametrize("value", ["bookworm", "13", "pve9"])
+def test_a_ct_of_a_release_the_lab_builds_has_no_note(value):
+    assert settings.ct_release(value)[1] is None
+
+
+@pytest.mark.parametrize("value", ["", "not a release", "../etc", True, None, ["trixie"], "x" * 40])
+def test_a_ct_release_that_is_no_release_name_is_refused(value):
+    with pytest.raises(ValueError, match="is not a Debian codename or version"):
+        settings.ct_release(value)
+
+
+def test_a_declared_ct_of_an_unknown_release_runs_on_the_newest_and_says_so():
+    cts = declared.read_text(ENTRY + "    release: forky\n", "enva.yaml")
+    assert cts[0].release == "trixie"
+    assert cts[0].release_note.startswith("enva.yaml")
+    assert "'forky' is not one the lab builds" in cts[0].release_note
+
+
+def test_a_declared_ct_release_that_is_no_name_is_a_declared_file_error():
+    with pytest.raises(declared.DeclaredFileError, match=r"release '\.\./x' is not a Debian codename"):
+        declared.read_text(ENTRY + "    release: ../x\n", "enva.yaml")
+
+
 @pytest.mark.parametrize("pve, release", [(None, "trixie"), ("9", "trixie"), ("8", "bookworm"), ("pve8", "bookworm")])
 def test_nodes_are_pve_9_shaped_unless_enva_lab_pve_says_8(monkeypatch, pve, release):
     if pve is None:
@@ -86,8 +116,8 @@ def test_each_release_has_its_own_rootfs_and_recipe(tmp_path):
 def test_a_declared_ct_is_bookworm_unless_its_entry_names_a_release():
     assert declared.read_text(ENTRY, "enva.yaml")[0].release == "bookworm"
     assert declared.read_text(ENTRY + "    release: 13\n", "enva.yaml")[0].release == "trixie"
-    with pytest.raises(declared.DeclaredFileError, match=r"enva.yaml containers\[0\] \(vmid 2101\): release 'sid'"):
-        declared.read_text(ENTRY + "    release: sid\n", "enva.yaml")
+    with pytest.raises(declared.DeclaredFileError, match=r"enva.yaml containers\[0\] \(vmid 2101\): release 'a b'"):
+        declared.read_text(ENTRY + "    release: a b\n", "enva.yaml")
 
 
 def test_the_samples_keep_ct_2017_on_bookworm_and_run_a_trixie_ct():
