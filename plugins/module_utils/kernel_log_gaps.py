@@ -164,7 +164,7 @@ def merge(gaps, since_epoch=None):
             into[name] = pick(known) if known else None
         into["message"] = gap["message"]
     result = []
-    for gap in sorted(merged.values(), key=lambda item: (item["first_epoch"] or 0.0, item["kind"])):
+    for gap in sorted(merged.values(), key=lambda item: item["first_epoch"] or 0.0):   # ties: as found
         gap["first_time"] = iso_utc(gap.pop("first_epoch"))
         gap["last_time"] = iso_utc(gap.pop("last_epoch"))
         result.append(gap)
