@@ -8,11 +8,14 @@ root=$top/build/sanity
 dest=$root/ansible_collections/enva/pve
 # ansible-test bootstraps pip in its venvs with a script from a host we cannot
 # reach; tools/get_pip_offline.py does the same job through PyPI.
+# The host's own python3 (3.11 on Debian 12, 3.13 on Debian 13), the one the .venv was made with.
+python_version=$("$top/.venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 pip_version=$("$top/.venv/bin/python" -c '
+import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 class Py:
-    version = "3.11"
-print(get_venv_packages(Py())["pip"])')
+    version = sys.argv[1]
+print(get_venv_packages(Py())["pip"])' "$python_version")
 bootstrap=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
 if ! cmp -s tools/get_pip_offline.py "$bootstrap"; then
   mkdir -p "$(dirname "$bootstrap")"
@@ -27,4 +30,4 @@ git ls-files -z --cached --others --exclude-standard \
 git -C "$dest" init -q
 git -C "$dest" add -A
 cd "$dest"
-exec "$top/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
+exec "$top/.venv/bin/ansible-test" sanity --venv --python "$python_version" --color no "$@"

@@ -3,7 +3,8 @@
 ``Unbound`` runs Debian's unbound on 127.0.0.1 and a free high port with one local zone, lab.enva.test.
 It never resolves anything else: every other name is REFUSED by ``local-zone: "." refuse``, upstream
 queries are limited to loopback (``outgoing-interface``) and forbidden anyway (``do-not-query-address``).
-It is stopped by its PID.
+It is stopped by its PID. Its config and pidfile sit where Debian's AppArmor profile for unbound allows them
+(support.unbound_dir); its log, written by this process, in the directory the caller gives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import dns.exception
 import dns.message
 import dns.query
 from support.net import free_port
+from support.unbound_dir import make_unbound_workdir
 
 ZONE = "lab.enva.test."
 # One TXT RRset of 8 x 200 bytes: far over the 512 bytes of a UDP answer without EDNS.
@@ -71,14 +73,16 @@ class Unbound:
         self.records = RECORDS if records is None else records
         self.port = free_port()
         self.process = None
+        self.workdir = None
         self.log = self.directory / "unbound.log"
 
     def start(self):
         binary = shutil.which("unbound") or "/usr/sbin/unbound"
         if not Path(binary).exists():
             raise RuntimeError("unbound is not installed; run `make setup` (tools/debian-packages.txt lists it)")
-        config = self.directory / "unbound.conf"
-        config.write_text(unbound_config(self.directory, self.port, self.records))
+        self.workdir = make_unbound_workdir()
+        config = self.workdir / "unbound.conf"
+        config.write_text(unbound_config(self.workdir, self.port, self.records))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([binary, "-d", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
         probe = dns.message.make_query("www." + ZONE, "A")
@@ -103,6 +107,9 @@ class Unbound:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 class SilentUdp:

@@ -11,6 +11,7 @@ import pytest
 
 from enva_lab import declared, dns, settings
 from support.net import free_port
+from support.unbound_dir import unbound_workdir
 
 CTS = declared.read_text(settings.SAMPLE.read_text(), "enva.yaml")
 needs_unbound = pytest.mark.skipif(not shutil.which("unbound"), reason="unbound is not installed (make setup)")
@@ -49,8 +50,16 @@ def test_recursion_counters_from_unbound_control():
 
 
 @pytest.fixture
-def unbound(tmp_path):
+def unbound_tmp():
+    """Where the test's unbound may read and write under Debian's AppArmor profile (support.unbound_dir)."""
+    with unbound_workdir() as path:
+        yield path
+
+
+@pytest.fixture
+def unbound(unbound_tmp):
     """The lab's unbound config, served on a free loopback port by the real unbound."""
+    tmp_path = unbound_tmp
     port = free_port()
     conf = tmp_path / "unbound.conf"
     conf.write_text(dns.unbound_conf(CTS, tmp_path, tmp_path / "unbound.log", tmp_path / "unbound.ctl",
