@@ -39,6 +39,7 @@ from __future__ import absolute_import, division, print_function
 
 import re
 
+from ansible_collections.enva.pve.plugins.module_utils.kernel_log_gaps import JOURNALD, record_gap
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_line
 
 __metaclass__ = type
@@ -230,6 +231,7 @@ class KernelLogParser(object):
         self.page_kb = page_size // 1024
         self.events = []
         self.network = []
+        self.gaps = []
         self.lines = 0
         self.kernel_lines = 0
         self.first_epoch = None
@@ -265,6 +267,10 @@ class KernelLogParser(object):
         record = parse_line(line, self.reference_epoch, self.boot_epoch, self.tz)
         if record is None:
             return
+        if record.ident == JOURNALD or "suppressed" in record.message:
+            gap = record_gap(record)          # what the log itself says it lost (kernel_log_gaps)
+            if gap is not None:
+                self.gaps.append(gap)
         if record.ident is not None and record.ident != "kernel":
             return
         self.kernel_lines += 1
@@ -481,6 +487,7 @@ class KernelLogParser(object):
         self._pid_owner = dict((pid, event) for pid, event in self._pid_owner.items() if id(event) in kept)
         self._victim_event = dict((pid, event) for pid, event in self._victim_event.items() if id(event) in kept)
         self.network = self.network[-keep:]
+        self.gaps = self.gaps[-keep:]
 
     def result(self):
         """Every event (as dicts, in log order), the veth port lines, and counts."""
@@ -491,6 +498,7 @@ class KernelLogParser(object):
         return {
             "events": events,
             "network": self.network,
+            "gaps": self.gaps,
             "lines": self.lines,
             "kernel_lines": self.kernel_lines,
             "first_epoch": self.first_epoch,

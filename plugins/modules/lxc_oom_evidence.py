@@ -27,6 +27,10 @@ description:
     JSON lines or C(journalctl) text). Each incident gets the stop that followed it and the next start."
   - cgroup v2 (C(/sys/fs/cgroup/lxc/VMID/memory.*)) and v1 (C(/sys/fs/cgroup/memory/lxc/VMID/memory.*))
     counters in one normalized shape, and a census of the CT's processes now, with fork storms flagged.
+  - What the kernel log could not show is returned as RV(sources.kernel_log.gaps) and as warnings, and a CT's
+    verdict says C(kernel_log_complete=false) - lines journald missed or lost to a /dev/kmsg overrun, its rate
+    limit, the kernel's own rate limit, a journal without kernel lines (then dmesg, with V(auto)), a dmesg that
+    cannot be read or starts after O(since).
   - All logs are read once for all CTs. The module only reads; it changes nothing.
 author:
   - enva.pve developers (@enva)
@@ -193,6 +197,9 @@ cts:
           C(oom_kills_in_log), C(oom_kills_counted), C(likely_cause) (for example
           C(socat fork storm: 1,361 socat processes in the OOM task dump (99% of 1,372))), C(fork_storm),
           C(headroom_pct) (room above the peak, in percent of the limit), C(memory_high_stall), C(stall)."
+        - "C(kernel_log_complete): false when a gap of RV(sources.kernel_log.gaps) affects the kernel log in the
+          window, so C(oom_killed=false) means none seen, not none happened; C(lifecycle_log_complete): false when
+          journald dropped lines of the CT's C(pve-container@VMID) unit; C(log_gaps): the kinds of those gaps."
       type: dict
     stall:
       description:
@@ -241,9 +248,28 @@ sources:
   description:
     - What was read. C(kernel_log) and C(lifecycle_log) each with C(kind), C(path) or C(command).
     - C(kernel_log) also has C(lines) and C(first_time)/C(last_time), the span the log covers (a short span
-      from dmesg means its ring buffer holds little history).
+      from dmesg means its ring buffer holds little history), and C(instead_of) when dmesg replaced the journal.
   returned: always
   type: dict
+  contains:
+    kernel_log:
+      description: The kernel log read.
+      type: dict
+      contains:
+        gaps:
+          description:
+            - What the kernel log could not show in the window, one item per kind and source, oldest first.
+            - "C(kind): C(journal_missed) (journald: Missed N kernel messages), C(journal_overrun) (/dev/kmsg buffer
+              overrun), C(journal_dropped) (journald: Suppressed N messages from UNIT), C(kernel_ratelimit)
+              (FUNC: N callbacks suppressed), C(printk_suppressed), C(devkmsg_ratelimit), C(no_kernel_log)
+              (the journal has no kernel line of this boot), C(dmesg_unreadable), C(dmesg_starts_late),
+              C(journald_notices_unreadable)."
+            - C(count) (lines or messages lost, null where unknown), C(lines) (log lines that reported it),
+              C(first_time), C(last_time), C(source) (kernel function, unit or null), C(vmid) (of a
+              C(pve-container@VMID) unit), C(message), C(affects) (C(kernel_log), C(lifecycle_log) or C(none)) and
+              C(meaning) for the verdict.
+          type: list
+          elements: dict
 window:
   description: C(since) (ISO 8601 or null) and C(now).
   returned: always
@@ -265,6 +291,7 @@ from ansible_collections.enva.pve.plugins.module_utils.ct_census import take_cen
 from ansible_collections.enva.pve.plugins.module_utils.log_stack import read_memory_stat, summarize as logging_stack
 from ansible_collections.enva.pve.plugins.module_utils.ct_lifecycle import parse_lifecycle, vmid_from_filename
 from ansible_collections.enva.pve.plugins.module_utils.flight_record import read_records, summarize as flight_summary
+from ansible_collections.enva.pve.plugins.module_utils import kernel_log_gaps
 from ansible_collections.enva.pve.plugins.module_utils.log_lines import iso_utc, parse_since
 from ansible_collections.enva.pve.plugins.module_utils.oom_kernel import parse_kernel_log
 from ansible_collections.enva.pve.plugins.module_utils.oom_report import build_report
@@ -272,6 +299,7 @@ from ansible_collections.enva.pve.plugins.module_utils.pve_ct_config import read
 from ansible_collections.enva.pve.plugins.module_utils.pve_pressure import from_status
 
 JOURNALD_SOCKET = "/run/systemd/journal/socket"
+PROC_STAT = "/proc/stat"
 KERN_LOG_FILES = ("/var/log/kern.log.1", "/var/log/kern.log")
 
 
@@ -283,10 +311,10 @@ def journald_running():
     return os.path.exists(JOURNALD_SOCKET)
 
 
-def boot_epoch(proc_stat="/proc/stat"):
+def boot_epoch(proc_stat=None):
     """This node's boot time (``btime`` of /proc/stat), for dmesg's seconds since boot."""
     try:
-        with open(proc_stat) as handle:
+        with open(proc_stat or PROC_STAT) as handle:
             for line in handle:
                 if line.startswith("btime "):
                     return float(line.split()[1])
@@ -341,7 +369,8 @@ def kernel_lines(kernel_log, run, since_epoch, now):
                     "no kernel log to read: journald does not run, dmesg is not permitted (%s), and none of %s "
                     "exists. Run the task as root (become: true) or set kernel_log to a saved kernel log."
                     % ((err or out).strip() or "rc=%s" % rc, ", ".join(KERN_LOG_FILES)))
-            return _chain_files(files), {"kind": "files", "path": files}, None, now
+            return _chain_files(files), {"kind": "files", "path": files,
+                                         "dmesg_error": (err or out).strip() or "rc=%s" % rc}, None, now
     if kernel_log == "journal":
         if not journald_running():
             raise EvidenceError("kernel_log=journal, but journald does not run on this host (no %s); use "
@@ -352,8 +381,9 @@ def kernel_lines(kernel_log, run, since_epoch, now):
         rc, out, err = run(["dmesg"])
         if rc != 0:
             raise EvidenceError(
-                "cannot read the kernel ring buffer (dmesg: %s). Run the task as root (become: true), or set "
-                "kernel_log to a saved kernel log such as /var/log/kern.log" % ((err or out).strip() or rc))
+                "cannot read the kernel ring buffer (dmesg: %s): /dev/kmsg and syslog(2) are closed to this user "
+                "(kernel.dmesg_restrict=1) or absent. Run the task as root (become: true), or set kernel_log to a "
+                "saved kernel log such as /var/log/kern.log" % ((err or out).strip() or rc))
         return out.splitlines(), {"kind": "dmesg", "command": "dmesg"}, boot_epoch(), now
     if not os.path.exists(kernel_log):
         raise EvidenceError("kernel_log %s does not exist; give auto, journal, dmesg, or the path of a saved "
@@ -395,6 +425,39 @@ def lifecycle_events(lifecycle_log, run, since_epoch, now, warnings):
                                           vmid=vmid_from_filename(os.path.basename(path))))
     return events, {"kind": "directory" if os.path.isdir(lifecycle_log) else "file", "path": lifecycle_log,
                     "files": len(files)}
+
+
+def kernel_gaps(kernel_log, run, since_epoch, now, kernel, source, page_size):
+    """``(kernel, source, gaps)``: what the kernel log could not show (module_utils.kernel_log_gaps).
+
+    From the journal also journald's own notices; a journal without a kernel line of this boot is a gap, and with
+    kernel_log=auto dmesg is read instead (its failure is a gap too). A dmesg that starts after ``since`` is one.
+    """
+    found = list(kernel["gaps"])
+    dmesg_error = source.pop("dmesg_error", None)
+    if dmesg_error:
+        found.append(kernel_log_gaps.source_gap("dmesg_unreadable", dmesg_error, affects="none", meaning=(
+            "dmesg could not read the kernel ring buffer; the kernel lines come from %s instead" % source["path"])))
+    if source["kind"] == "journal":
+        found.extend(kernel_log_gaps.journald_notices(run, _since_argument(since_epoch), now))
+        if not kernel["kernel_lines"] and not any(
+                line.strip() for line in _journalctl(run, kernel_log_gaps.KERNEL_BOOT_PROBE, "the kernel log")):
+            message = "journalctl _TRANSPORT=kernel -b: no entries"
+            rc, out, err = run(["dmesg"]) if kernel_log == "auto" else (None, "", "")
+            if rc != 0:
+                found.append(kernel_log_gaps.source_gap("no_kernel_log", message))
+                if rc is not None:
+                    found.append(kernel_log_gaps.source_gap("dmesg_unreadable", (err or out).strip() or "rc=%s" % rc))
+            else:
+                found.append(kernel_log_gaps.source_gap("no_kernel_log", message, affects="none", meaning="%s; %s" % (
+                    kernel_log_gaps.MEANING["no_kernel_log"], kernel_log_gaps.MEANING["dmesg_instead"])))
+                kernel = parse_kernel_log(out.splitlines(), now, boot_epoch=boot_epoch(), page_size=page_size)
+                found.extend(kernel["gaps"])
+                source = {"kind": "dmesg", "command": "dmesg", "instead_of": source["command"]}
+    if source["kind"] == "dmesg":
+        late = kernel_log_gaps.dmesg_starts_late(kernel["first_epoch"], since_epoch)
+        found.extend([late] if late else [])
+    return kernel, source, kernel_log_gaps.merge(found, since_epoch)
 
 
 def select_vmids(requested, configs, running, logged, config_dir, cgroup_root):
@@ -452,8 +515,12 @@ def gather(params, run, now=None, page_size=4096):
     finally:
         if hasattr(lines, "close"):
             lines.close()
+    kernel, kernel_source, gaps = kernel_gaps(params["kernel_log"], run, since_epoch, now, kernel, kernel_source,
+                                              page_size)
     kernel_source.update(lines=kernel["lines"], first_time=iso_utc(kernel["first_epoch"]),
-                         last_time=iso_utc(kernel["last_epoch"]))
+                         last_time=iso_utc(kernel["last_epoch"]), gaps=gaps)
+    warnings.extend(kernel_log_gaps.warning(gap) for gap in gaps if gap["affects"] != "none"
+                    or gap["kind"] not in ("kernel_ratelimit", "devkmsg_ratelimit"))
     lifecycle, lifecycle_source = lifecycle_events(params["lifecycle_log"], run, since_epoch, now, warnings)
 
     configs = read_ct_configs(params["pve_config_dir"])
@@ -477,6 +544,7 @@ def gather(params, run, now=None, page_size=4096):
     api_pressure = api_pressure_by_vmid(params.get("api_pressure"))
     reports, unattributed = build_report(kernel, lifecycle, vmids, counters, census, configs, since_epoch,
                                          api_pressure)
+    kernel_log_gaps.apply(reports, gaps)
     for vmid, report in reports.items():
         report["flight"] = flight_summary([record for record in flight if record.get("vmid") == vmid])
         if report["flight"] and not report["verdict"]["likely_cause"]:

@@ -31,7 +31,7 @@ NUMERIC = ("#", "CT", "memory / swap MiB", "used now / peak MiB", "headroom")
 def _oom_cell(entry):
     oom = entry["oom"]
     if not oom["killed"]:
-        return "-"
+        return "none seen (kernel log incomplete)" if oom.get("kernel_log_complete") is False else "-"
     kills = oom["kills_in_log"] or oom["kills_counted"]
     text = "%d incident(s), %s kill(s)" % (oom["incidents"], thousands(kills))
     if oom["victims"]:
@@ -131,9 +131,36 @@ def _finding(entry):
         items.append("Memory pressure (avg60, percent of time): %s" % _pressure_cell(entry))
     if entry["drift"] and entry["drift"]["state"] == "differs":
         items.append("Declared vs live: %s" % entry["drift"]["text"])
+    if entry["oom"].get("log_gaps"):
+        items.append("The node's logs have gaps in the window (%s): see what the logs could not show"
+                     % ", ".join(entry["oom"]["log_gaps"]))
     return {"vmid": entry["vmid"], "name": entry["name"] or "", "node": entry["node"] or "?",
             "severity": entry["severity"], "label": model.SEVERITY_LABEL[entry["severity"]], "lines": items,
             "recommendation": entry["recommendation"]["summary"], "reasoning": entry["recommendation"]["text"] or ""}
+
+
+def log_gaps(report):
+    """Per node, what its logs could not show in the window (lxc_oom_evidence ``sources.kernel_log.gaps``), each
+    gap one line of text, and the CTs whose "no OOM" it leaves open."""
+    nodes = []
+    for node in report["nodes"]:
+        gaps = (node.get("kernel_log") or {}).get("gaps") or []
+        if not gaps:
+            continue
+        lines = []
+        for gap in gaps:
+            what = gap["kind"] + (" from %s" % gap["source"] if gap.get("source") else "")
+            if gap.get("count") is not None:
+                what += ": %s" % thousands(gap["count"])
+            if gap.get("first_time"):
+                span = gap["first_time"] if gap.get("last_time") in (None, gap["first_time"]) else "%s to %s" % (
+                    gap["first_time"], gap["last_time"])
+                what += " (%s)" % span
+            lines.append("%s - %s. Logged: %s" % (what, gap["meaning"], gap["message"]))
+        incomplete = [entry["vmid"] for entry in report["cts"] if entry.get("evidence_node") == node["node"]
+                      and entry["oom"].get("kernel_log_complete") is False and not entry["oom"]["killed"]]
+        nodes.append({"node": node["node"], "lines": lines, "cts": incomplete})
+    return nodes
 
 
 def findings(report, max_rows=None, inventory=None):
@@ -168,6 +195,7 @@ def findings(report, max_rows=None, inventory=None):
         notes.append("Nodes without evidence: %s" % ", ".join(
             "%s (%s)" % (node["node"], node.get("error") or "not in the inventory") for node in missing))
     return {
+        "log_gaps": log_gaps(report),
         "generated": report["generated"],
         "window": "%s to %s" % (report["window"]["since"] or "the start of the logs", report["window"]["now"]),
         "fleet": "%s CTs (%s running) on %d node(s)" % (

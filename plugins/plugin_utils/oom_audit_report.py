@@ -384,6 +384,13 @@ def ct_entry(vmid, resource, by_node, declared_cts):
             "victims": _victims_text(victims),
             "likely_cause": the_verdict.get("likely_cause"),
             "last": incidents[-1]["start"] if incidents else None,
+            # False when the node's kernel log has a gap in the window (lxc_oom_evidence sources.kernel_log.gaps):
+            # no OOM seen there is not no OOM; None without evidence.
+            "kernel_log_complete": (report.get("verdict") or {}).get("kernel_log_complete", True)
+            if evidence_node is not None else None,
+            "lifecycle_log_complete": (report.get("verdict") or {}).get("lifecycle_log_complete", True)
+            if evidence_node is not None else None,
+            "log_gaps": list((report.get("verdict") or {}).get("log_gaps") or []),
         },
         "incidents": incidents,
         "fork_storm": fork_storm,
@@ -486,6 +493,7 @@ def build_report(resources, evidence, declared=None, declared_path=None, generat
         "not_declared": [entry["vmid"] for entry in entries
                          if entry["drift"] and entry["drift"]["state"] == "not_declared"],
         "no_evidence": [entry["vmid"] for entry in entries if entry["evidence_node"] is None],
+        "kernel_log_incomplete": [entry["vmid"] for entry in entries if entry["oom"]["kernel_log_complete"] is False],
         "incidents": len(timeline),
         "by_severity": dict((severity, sum(1 for entry in entries if entry["severity"] == severity))
                             for severity in SEVERITY_ORDER),

@@ -54,7 +54,9 @@ def test_incident_2017_from_a_saved_journal(check_mode):
     assert result["summary"] == {"cts": 1, "oom_killed": [2017], "fork_storm": [2017], "memory_high_stall": []}
     assert result["sources"]["kernel_log"] == {
         "kind": "file", "path": str(KERNEL / "incident-2017-v2.journal.jsonl"), "lines": 2642,
-        "first_time": "2024-11-23T23:35:34.212345+00:00", "last_time": "2024-11-23T23:41:12.412345+00:00"}
+        "first_time": "2024-11-23T23:35:34.212345+00:00", "last_time": "2024-11-23T23:41:12.412345+00:00",
+        "gaps": []}
+    assert report["verdict"]["kernel_log_complete"] is True and report["verdict"]["log_gaps"] == []
     assert result["sources"]["lifecycle_log"]["files"] == 3
     json.dumps(result)                                  # what Ansible sends back must serialize
 
@@ -164,7 +166,8 @@ def test_journal_source_runs_journalctl_for_the_kernel_and_the_units(tmp_path, m
     socket.write_text("")
     monkeypatch.setattr(lxc_oom_evidence, "JOURNALD_SOCKET", str(socket))
     calls = []
-    outputs = {"_TRANSPORT=kernel": (KERNEL / "incident-2017-v2.journal.jsonl").read_text(),
+    outputs = {"_TRANSPORT=driver": "",
+               "_TRANSPORT=kernel": (KERNEL / "incident-2017-v2.journal.jsonl").read_text(),
                "pve-container@*": (FIXTURES / "lifecycle" / "pve-container@2017.jsonl").read_text()}
 
     def run(argv):
@@ -173,7 +176,10 @@ def test_journal_source_runs_journalctl_for_the_kernel_and_the_units(tmp_path, m
 
     result = lxc_oom_evidence.gather(dict(PARAMS, vmid=[2017], since="@1732400000"), run)
     assert calls[0] == ["journalctl", "--no-pager", "-o", "json", "_TRANSPORT=kernel", "--since", "@1732400000"]
-    assert calls[1] == ["journalctl", "--no-pager", "-o", "json", "-u", "pve-container@*", "--since", "@1732400000"]
+    assert calls[1] == ["journalctl", "--no-pager", "-o", "json", "_TRANSPORT=driver",
+                        "SYSLOG_IDENTIFIER=systemd-journald", "--since", "@1732400000"]
+    assert calls[2] == ["journalctl", "--no-pager", "-o", "json", "-u", "pve-container@*", "--since", "@1732400000"]
+    assert len(calls) == 3        # kernel lines in the window: no probe of the boot
     incident = result["cts"]["2017"]["incidents"][0]
     assert incident["stop"]["event"] == "deactivated" and incident["top_processes"][0]["count"] == 1361
 
