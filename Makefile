@@ -71,7 +71,7 @@ molecule:
 # v2_haproxy_dns on it (the fix from this host's controller, the flood again), labctl down, stops the node.
 # Holds its own lock (one node pve1 per host); the host's lab is not touched.
 v2test:
-	ENVA_LAB_PVE=$(PVE) flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s
+	ENVA_LAB_PVE=$(PVE) flock $${ENVA_LAB_VM_LOCK:-/run/enva-lab-vm.lock} tools/pytest.sh tests/integration/v2 -m v2 -s --durations=0
 
 # The watch on VM node pve1 (cgroup v2; PVE=8 for bookworm): enva.pve.oom_watch with its systemd unit, node_exporter
 # on the node, prometheus/alertmanager/the receiver here through an ssh tunnel; labctl reproduce holds CT 2017

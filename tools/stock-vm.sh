@@ -13,7 +13,8 @@
 # The guest reaches Debian's mirror and PyPI (make setup needs both) through qemu's user networking, the
 # same way debootstrap on this host reaches the mirror (the host's own network; qemu's NAT, its DHCP and DNS
 # at 10.0.2.2/10.0.2.3). Nothing else is forwarded in but SSH on 127.0.0.1. Run it, as the lab's VM nodes,
-# holding the VM lock: flock /run/enva-lab-vm.lock tools/stock-vm.sh up ...
+# holding the VM lock (for the CPU: two TCG guests on two cores slow each other down):
+# flock /run/enva-lab-vm.lock tools/stock-vm.sh up ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,9 @@ done
 case $release in trixie|bookworm) ;; *) echo "stock-vm: --release is trixie or bookworm, not $release" >&2; exit 2 ;; esac
 
 cache=${ENVA_LAB_CACHE:-/var/cache/enva-lab}/stock-$release
-run=/var/lib/enva-lab-vm/stock-$release
+# Its own state directory, not the lab's VM nodes' (/var/lib/enva-lab-vm): the lab's tests check that nothing
+# is left there, and the stock VM is not the lab's.
+run=/var/lib/enva-stock-vm/$release
 mirror=http://deb.debian.org/debian
 packages=linux-image-cloud-amd64,systemd-sysv,udev,initramfs-tools,dbus,openssh-server,apparmor,git,make,python3,ifupdown,isc-dhcp-client,ca-certificates,netbase,kmod,procps,less
 recipe="$release $packages size=16G v1"
