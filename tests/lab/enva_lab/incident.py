@@ -153,6 +153,7 @@ class IncidentMixin:
             "vmid": vmid, "qps": qps, "limit_bytes": before["limit_bytes"], "started": started,
             "oom": bool(oom_lines), "seconds_to_oom": seconds_to_oom, "ct_state": state,
             "sent": summary["sent"], "answered": summary["answered"], "lost": summary["lost"],
+            "elapsed": summary["elapsed"],
             "max_socat": max([sample["socat"] for sample in summary["samples"]] or [0]),
             "memory_max_seen_bytes": summary["memory_max_seen_bytes"],
             "kernel_lines": kernel, "lifecycle": [item.get("MESSAGE", "") for item in lifecycle],
@@ -254,7 +255,24 @@ class IncidentMixin:
             self.out(tasklimit.message(result["vmid"], limit, result["max_socat"],
                                        mib_text(result["memory_max_seen_bytes"]), mib_text(result["limit_bytes"])))
         elif not result["oom"]:
-            self.out("reproduce: no OOM in /lxc/%d within the flood (%d sent); raise --qps or --max-seconds"
-                     % (result["vmid"], result["sent"]))
+            self.out(no_oom_message(result))
 
     # -- down --------------------------------------------------------------------------------------
+
+
+# A flood that ends with the CT this full and no OOM was cut short by its time bound, not by the rate
+STILL_FILLING_SHARE = 0.8
+
+
+def no_oom_message(result):
+    """What reproduce says when its flood ended without an OOM, a stall or a task limit: still filling (the host
+    forks socat slower than it takes to reach the limit in --max-seconds), or not filling at all."""
+    seen, limit = result.get("memory_max_seen_bytes") or 0, result.get("limit_bytes") or 0
+    if limit and seen >= STILL_FILLING_SHARE * limit:
+        return ("reproduce: no OOM in /lxc/%d yet: it was still filling when the flood reached its time bound "
+                "(%s of %s, %d socat, %d sent in %s s); this host forks socat slower than that fills it: give it "
+                "more time (--max-seconds, at most %d)" % (
+                    result["vmid"], mib_text(seen), mib_text(limit), result.get("max_socat") or 0, result["sent"],
+                    result.get("elapsed") or "?", flood.MAX_SECONDS))
+    return ("reproduce: no OOM in /lxc/%d within the flood (%d sent, %s of %s at most); raise --qps or "
+            "--max-seconds" % (result["vmid"], result["sent"], mib_text(seen), mib_text(limit) if limit else "?"))

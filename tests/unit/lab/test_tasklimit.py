@@ -81,3 +81,20 @@ def test_the_stock_trixie_vms_storm_is_a_task_limit_not_a_stall():
                          "state": "running"})
     assert len(rows) > 50 and max(row["socat"] for row in rows) == 4616 and rows[-1]["socat"] < 3100
     assert all(cgroup2.stall_window(rows[:index + 1]) is None for index in range(len(rows)))
+
+
+def test_a_flood_cut_short_while_the_ct_was_still_filling_says_give_it_more_time():
+    from enva_lab import incident
+    result = {"vmid": 2017, "sent": 34538, "elapsed": 601.6, "max_socat": 4485,
+              "memory_max_seen_bytes": 955 * 1048576, "limit_bytes": 1024 * 1048576}
+    text = incident.no_oom_message(result)
+    assert "still filling" in text and "955.0 MiB of 1024.0 MiB" in text and "4485 socat" in text
+    assert "--max-seconds, at most 900" in text and "raise --qps" not in text
+
+
+def test_a_flood_that_never_filled_the_ct_says_raise_the_rate():
+    from enva_lab import incident
+    result = {"vmid": 2017, "sent": 1200, "elapsed": 120.0, "max_socat": 40,
+              "memory_max_seen_bytes": 100 * 1048576, "limit_bytes": 1024 * 1048576}
+    text = incident.no_oom_message(result)
+    assert "raise --qps or --max-seconds" in text and "still filling" not in text
