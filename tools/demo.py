@@ -287,8 +287,17 @@ def main():
     incident_seconds = incident["seconds_to_oom"] or 0.0
     ct_after_incident = incident["ct_state"]
 
-    banner("3/5 CT %d comes back (as PVE starts it again), still as found" % VMID)
-    _code, _data, timings["start"] = run([LABCTL, "start", str(VMID)])
+    if ct_after_incident == "stopped":
+        banner("3/5 CT %d comes back (as PVE starts it again), still as found" % VMID)
+        _code, _data, timings["start"] = run([LABCTL, "start", str(VMID)])
+    else:
+        # The kill did not take the CT down (on cgroup v2 the kernel killed haproxy, the largest, and the CT
+        # stays up full of socat at memory.high): nothing runs in it, so the fix refuses it as it is. The
+        # admin's move is what the fix's refusal names: pct reboot (a stop, then a start), still as found.
+        banner("3/5 CT %d is still %s, full of socat at its limit: the admin reboots it (pct reboot %d: stop, "
+               "start), still as found" % (VMID, ct_after_incident, VMID))
+        _code, _data, timings["stop"] = run([LABCTL, "stop", str(VMID)])
+        _code, _data, timings["start"] = run([LABCTL, "start", str(VMID)])
 
     banner("4/5 the fix: ansible-playbook -i inventories/lab playbooks/haproxy_dns.yml")
     env_note = "ANSIBLE_DISPLAY_SKIPPED_HOSTS=false"
