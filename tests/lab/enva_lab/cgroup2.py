@@ -57,14 +57,14 @@ def ct_dir(vmid, base=None):
     return Path(base or root()) / "lxc" / str(vmid)
 
 
-def _read(path):
+def read_file(path):
     try:
         return Path(path).read_text()
     except OSError:
         return None
 
 
-def _value(text):
+def int_value(text):
     """A cgroup v2 value: an int, or None for ``max`` / unreadable."""
     if text is None:
         return None
@@ -90,19 +90,19 @@ def ct_memory(vmid, base=None):
     directory = ct_dir(vmid, base)
     if not directory.is_dir():
         return None
-    events = keyed(_read(directory / "memory.events"))
+    events = keyed(read_file(directory / "memory.events"))
     return {
         "cgroup": "/lxc/%d" % vmid,
         "version": "v2",
-        "limit_bytes": _value(_read(directory / "memory.max")),
-        "high_bytes": _value(_read(directory / "memory.high")),
-        "usage_bytes": _value(_read(directory / "memory.current")),
-        "peak_bytes": _value(_read(directory / "memory.peak")),
-        "swap_max_bytes": _value(_read(directory / "memory.swap.max")),
-        "swap_bytes": _value(_read(directory / "memory.swap.current")),
+        "limit_bytes": int_value(read_file(directory / "memory.max")),
+        "high_bytes": int_value(read_file(directory / "memory.high")),
+        "usage_bytes": int_value(read_file(directory / "memory.current")),
+        "peak_bytes": int_value(read_file(directory / "memory.peak")),
+        "swap_max_bytes": int_value(read_file(directory / "memory.swap.max")),
+        "swap_bytes": int_value(read_file(directory / "memory.swap.current")),
         "failcnt": events.get("max"),
         "events": events,
-        "pressure": pressure(_read(directory / "memory.pressure")),
+        "pressure": pressure(read_file(directory / "memory.pressure")),
         "under_oom": False,
         "oom_kill": events.get("oom_kill", 0),
     }
@@ -116,12 +116,12 @@ def cgroup_dirs(vmid, base=None):
 def ct_pids(vmid, base=None):
     pids = []
     for path in cgroup_dirs(vmid, base):
-        pids += (_read(path / "cgroup.procs") or "").split()
+        pids += (read_file(path / "cgroup.procs") or "").split()
     return pids
 
 
 def ct_cpu_usec(vmid, base=None):
-    return keyed(_read(ct_dir(vmid, base) / "cpu.stat")).get("usage_usec")
+    return keyed(read_file(ct_dir(vmid, base) / "cpu.stat")).get("usage_usec")
 
 
 def _pressed(row, psi_full, psi_some):

@@ -15,7 +15,7 @@ More load changes nothing of that.
 import re
 from pathlib import Path
 
-from enva_lab import settings
+from enva_lab import cgroup2, settings
 
 FORK_REJECTED = re.compile(r"fork rejected by pids controller in (/\S+)")
 SYSTEMD_DEFAULT_TASKS_MAX = 0.15
@@ -34,18 +34,6 @@ def rejected_cgroups(kernel_lines, vmid):
     return found
 
 
-def _read(path):
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return None
-
-
-def _number(text):
-    word = (text or "").split()[:1]
-    return int(word[0]) if word and word[0].isdigit() else None
-
-
 def pids_dir(cgroup, cgroup_root=None, v2=True):
     """The directory of ``cgroup`` (``/lxc/2017/ns/...``) in the pids controller (v2: the unified tree)."""
     root = Path(cgroup_root or settings.CGROUP_ROOT)
@@ -56,12 +44,13 @@ def describe(cgroups, v2=True, cgroup_root=None, proc_sys="/proc/sys/kernel"):
     """What the limit was: ``{"cgroups": [...], "unit": name, "pids_max", "pids_events_max", "threads_max",
     "pid_max", "share_of_system", "systemd_default"}`` (None for what could not be read: a restarted unit's
     old cgroup is gone, its successor has the same limit)."""
-    threads_max, pid_max = _number(_read(Path(proc_sys) / "threads-max")), _number(_read(Path(proc_sys) / "pid_max"))
+    threads_max = cgroup2.int_value(cgroup2.read_file(Path(proc_sys) / "threads-max"))
+    pid_max = cgroup2.int_value(cgroup2.read_file(Path(proc_sys) / "pid_max"))
     limit = events = None
     for cgroup in reversed(cgroups):
         directory = pids_dir(cgroup, cgroup_root, v2)
-        limit = _number(_read(directory / "pids.max"))
-        events = _number(re.sub(r"^max\s+", "", _read(directory / "pids.events") or "", flags=re.M))
+        limit = cgroup2.int_value(cgroup2.read_file(directory / "pids.max"))
+        events = cgroup2.keyed(cgroup2.read_file(directory / "pids.events")).get("max")
         if limit is not None:
             break
     system = min(value for value in (threads_max, pid_max, 2 ** 62) if value)
